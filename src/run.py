@@ -1,0 +1,61 @@
+"""Run benchmark jobs: `python src/run.py [overrides]`, or `-m` for a Hydra multirun.
+
+Examples:
+    python src/run.py                                  # L3AE + MiniLM on MovieLens-100K
+    python src/run.py -m solver=ease,l3ae              # two jobs, one MLflow run each
+    python src/run.py dataset=games encoder=games-minilm
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# conf/config.yaml reads the project root from here, so outputs, caches and the MLflow store
+# resolve to absolute paths whatever the working directory.
+os.environ.setdefault("L3AE_BENCH_ROOT", str(PROJECT_ROOT))
+sys.path.insert(0, str(PROJECT_ROOT / "src"))
+
+from l3ae_bench.config import to_container  # noqa: E402
+from l3ae_bench.errors import BenchError  # noqa: E402
+from l3ae_bench.pipeline import run_job  # noqa: E402
+
+log = logging.getLogger("l3ae_bench.run")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Run one job and return its validation objective (for sweepers)."""
+    hydra_config = HydraConfig.get()
+    tags = {
+        "hydra.mode": hydra_config.mode.name.lower(),
+        "hydra.output_dir": hydra_config.runtime.output_dir,
+        "hydra.overrides": " ".join(hydra_config.overrides.task),
+        "sweep": hydra_config.sweep.dir if hydra_config.mode.name == "MULTIRUN" else "",
+        "hydra.job_num": hydra_config.job.get("num", 0),
+    }
+    try:
+        result = run_job(to_container(cfg, "config"), tags)
+    except BenchError as error:
+        log.error("%s", error)
+        # A clear message without a stack trace; the MLflow run is already marked FAILED.
+        raise SystemExit(1) from None
+
+    metrics = result["metrics"]
+    test = {
+        key: value for key, value in metrics.items() if key.startswith(("test/recall", "test/ndcg"))
+    }
+    print("Test metrics: " + ", ".join(f"{key} = {value:.5f}" for key, value in test.items()))
+    print(f"MLflow run id: {result['run_id']} (tracking URI {result['tracking_uri']})")
+    return metrics.get(cfg.get("objective", "val/ndcg_at_20"))
+
+
+if __name__ == "__main__":
+    main()
