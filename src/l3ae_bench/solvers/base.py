@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,29 @@ class FitInputs:
         if self.E is None:
             raise SolverError(f"Solver {solver} needs item embeddings, but no encoder ran.")
         return self.E
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """Range of one hyperparameter for tuning: uniform over [low, high], or log-uniform."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+def hyperparameter(default: float, low: float, high: float, log: bool = False) -> Any:
+    """Declare a solver config field together with its search range."""
+    return field(default=default, metadata={"search": SearchRange(low, high, log)})
+
+
+def search_space(config_class: type) -> dict[str, SearchRange]:
+    """Return the search range of each tunable field of a solver config class."""
+    return {
+        item.name: item.metadata["search"]
+        for item in fields(config_class)
+        if "search" in item.metadata
+    }
 
 
 @dataclass(frozen=True)

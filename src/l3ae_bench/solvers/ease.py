@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from l3ae_bench.errors import ConfigError
-from l3ae_bench.solvers.base import FitInputs
+from l3ae_bench.solvers.base import FitInputs, hyperparameter
 from l3ae_bench.solvers.linalg import add_to_diagonal, check_memory, ease_from_inverse, spd_inverse
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class EASEConfig:
     """Hyperparameters of EASE."""
 
-    lambda_x: float = 100.0
+    lambda_x: float = hyperparameter(100.0, 1.0, 1e4, log=True)
     """λ_X, the ridge weight on B. Search: log-uniform over [1, 10⁴]."""
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from l3ae_bench.errors import ConfigError
-from l3ae_bench.solvers.base import FitInputs
+from l3ae_bench.solvers.base import FitInputs, hyperparameter
 from l3ae_bench.solvers.linalg import add_to_diagonal, check_memory, spd_inverse
 from l3ae_bench.solvers.semantic import semantic_matrix, use_woodbury, woodbury_factors
 
@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 class L3AEConfig:
     """Hyperparameters of L3AE."""
 
-    lambda_x: float = 20.0
+    lambda_x: float = hyperparameter(20.0, -100.0, 500.0)
     """λ_X, ridge weight on B from the interactions; may be negative if λ_X + λ_E > 0.
     Search: uniform over [−100, 500]."""
-    lambda_f: float = 0.1
+    lambda_f: float = hyperparameter(0.1, 1e-2, 1e2, log=True)
     """λ_F, ridge weight of the semantic EASE on item embeddings. Search: log-uniform over
     [10⁻², 10²]."""
-    lambda_e: float = 80.0
+    lambda_e: float = hyperparameter(80.0, 1.0, 1e3, log=True)
     """λ_E, weight of the distillation term ‖B − C‖². 0 gives EASE. Search: log-uniform over
     [1, 10³]."""
 
