@@ -29,6 +29,10 @@ from l3ae_bench.pipeline import run_job  # noqa: E402
 
 log = logging.getLogger("l3ae_bench.run")
 
+# Errors of failed jobs in this process; a multirun goes on with the remaining jobs and the
+# process exits with status 1 at the end if any job failed.
+FAILED_JOBS: list[str] = []
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
@@ -44,9 +48,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         result = run_job(to_container(cfg, "config"), tags)
     except BenchError as error:
-        log.error("%s", error)
         # A clear message without a stack trace; the MLflow run is already marked FAILED.
-        raise SystemExit(1) from None
+        log.error("%s", error)
+        if hydra_config.mode.name != "MULTIRUN":
+            raise SystemExit(1) from None
+        FAILED_JOBS.append(f"job {tags['hydra.job_num']} ({tags['hydra.overrides']}): {error}")
+        return None
 
     metrics = result["metrics"]
     test = {
@@ -59,3 +66,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     main()
+    if FAILED_JOBS:
+        print(f"{len(FAILED_JOBS)} job(s) failed:", *FAILED_JOBS, sep="\n  ", file=sys.stderr)
+        sys.exit(1)

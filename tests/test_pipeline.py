@@ -190,3 +190,21 @@ def test_cli_multirun_gives_one_run_per_job(tmp_path, tiny_dataset):
     assert len({run.data.tags["sweep"] for run in runs}) == 1
     assert all(run.info.status == "FINISHED" for run in runs)
     assert list((tmp_path / "multirun").glob("*/*/0/.hydra/config.yaml"))
+
+
+@pytest.mark.slow
+def test_cli_multirun_continues_after_failed_job(tmp_path, tiny_dataset):
+    missing = tmp_path / "missing"
+    completed = run_cli(
+        tmp_path,
+        "dataset=games",
+        f"dataset.path={missing},{tiny_dataset}",
+        "solver=ease",
+        multirun=True,
+    )
+    assert completed.returncode == 1
+    assert completed.stdout.count("MLflow run id:") == 1
+    assert "1 job(s) failed" in completed.stderr
+    client = client_for(tmp_path)
+    runs = client.search_runs(client.get_experiment_by_name("l3ae-bench").experiment_id)
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
