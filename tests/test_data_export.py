@@ -190,3 +190,13 @@ def test_run_py_with_dataset_name(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Test metrics:" in result.stdout
     assert np.isfinite(float(result.stdout.split("test/recall_at_20 = ")[1].split(",")[0]))
+
+
+@pytest.mark.realdata
+def test_games_export_round_trip(tmp_path, games_data):
+    data = load_paper_layout(PaperLayoutConfig(name="games", path=str(games_data)))
+    export_paper_layout(data, tmp_path / "out")
+    loaded = load_paper_layout(PaperLayoutConfig(name="games", path=str(tmp_path / "out")))
+    for split in ("train", "val", "test"):
+        assert (getattr(loaded, split) != getattr(data, split)).nnz == 0, split
+    assert loaded.item_texts == data.item_texts

@@ -8,6 +8,7 @@ import pytest
 from l3ae_bench.data.preprocess import FilterConfig, RatingLog, filter_log, k_core, log_from_ids
 from l3ae_bench.data.splits import SplitConfig, split_log
 from l3ae_bench.errors import ConfigError, DataError
+from l3ae_bench.solvers import SOLVERS, FitInputs
 
 
 def grid_log(n_users: int = 10, n_items: int = 20, seed: int = 0) -> RatingLog:
@@ -165,3 +166,17 @@ def test_threshold_without_ratings_is_error():
 def test_filter_config_rejects_rule():
     with pytest.raises(ConfigError, match="zero_rating='ignore'"):
         FilterConfig(zero_rating="ignore")
+
+
+def test_cold_items_scored_only_with_text():
+    records = grid_log(n_users=30, n_items=20)
+    train, _, _ = split_log(records, SplitConfig(cold_item_share=0.2, seed=3), "grid")
+    cold = np.flatnonzero(np.asarray(train.sum(axis=0)).ravel() == 0)
+    E = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    inputs = FitInputs(train, E, "float64")
+    scores = {
+        name: train @ SOLVERS[name].fit(inputs, SOLVERS[name].config_class())
+        for name in ("ease", "l3ae")
+    }
+    assert np.abs(scores["ease"][:, cold]).max() < 1e-9
+    assert np.abs(scores["l3ae"][:, cold]).max() > 1e-3

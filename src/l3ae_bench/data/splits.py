@@ -13,9 +13,10 @@ Four methods, chosen by `SplitConfig.method`:
 
 Cold-start items are items without training interactions. `SplitConfig.cold_item_share` creates
 them on purpose: a seeded share of the items moves, with all of its interactions, to validation
-and test before the other interactions are split. `SplitConfig.cold_items` says whether the
-validation and test interactions of items without training interactions are kept (to evaluate
-scores that come from item text alone; EASE gives such items a score of zero) or dropped.
+and test before the other interactions are split. `SplitConfig.cold_items` chooses whether the
+validation and test interactions of items without training interactions are kept or dropped.
+Kept, they evaluate scores that come from item text alone, because EASE gives such items a
+score of zero.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ TRAIN, VAL, TEST = 0, 1, 2
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How interactions are split into train, validation and test."""
+    """Split method, ratios, seed and cold-start options."""
 
     method: str = "random"
     """One of random (seeded, per user), leave_one_out, temporal (global time cut) and
@@ -54,8 +55,8 @@ class SplitConfig:
     """Share of items (0 to 1) moved with all their interactions to validation and test, so
     they have no training interactions; 0 creates none."""
     cold_items: str = "keep"
-    """What happens to the validation and test interactions of items without training
-    interactions: keep them (cold-start evaluation) or drop them (warm items only)."""
+    """Rule for the validation and test interactions of items without training interactions:
+    keep them (cold-start evaluation) or drop them (warm items only)."""
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -266,7 +267,7 @@ def _temporal(
 ) -> np.ndarray:
     """Cut one global time line: the latest interactions go to test, those before to validation.
 
-    The cut points are the timestamps at the ratio positions; interactions at the same time
+    The cut points are the timestamps at the ratio positions. Interactions at the same time
     always share a split, so the split sizes can differ slightly from the ratios.
     """
     n = len(timestamps)

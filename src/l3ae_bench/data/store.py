@@ -1,8 +1,8 @@
 """The processed-split cache: `Interactions` saved as one `.npz` file under a fingerprint.
 
-The file name holds a hash of the source files' contents, the dataset settings and
-`PROCESSING_VERSION`, so a change to any of them builds the splits again, and the same inputs
-and seed give the same file byte for byte (the archive entries carry a fixed date).
+The file name contains a hash of the source files' contents, the dataset settings and
+`PROCESSING_VERSION`, so a change to any of them builds the splits again. The archive entries
+carry a fixed date, so the same inputs and seed give the same file byte for byte.
 """
 
 from __future__ import annotations
