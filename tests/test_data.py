@@ -21,7 +21,7 @@ from l3ae_bench.data.movielens import (
 )
 from l3ae_bench.data.paper_layout import PaperLayoutConfig, load_paper_layout
 from l3ae_bench.data.splits import random_split_per_user
-from l3ae_bench.errors import ConfigError, DataError
+from l3ae_bench.errors import DataError
 
 
 def load(folder: Path):
@@ -168,7 +168,7 @@ def test_movielens_rating_threshold(tmp_path):
     )
     # Ratings cycle through 1..5, so 2 of every 5 are ≥ 4.
     assert data.train.nnz + data.val.nnz + data.test.nnz == 48
-    with pytest.raises(ConfigError, match="removes every rating"):
+    with pytest.raises(DataError, match="no interactions are left.*dataset.rating_threshold=9.0"):
         load_movielens_recbole(
             MovieLensRecBoleConfig(source=source, rating_threshold=9.0), tmp_path / "cache"
         )

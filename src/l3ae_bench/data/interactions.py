@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +33,8 @@ class Interactions:
     """External item id of each column (strings)."""
     item_texts: list[str]
     """Text of each item, in column order; the encoder input."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """Counts before and after each preprocessing step (records, duplicates, k-core, ...)."""
 
     @property
     def n_users(self) -> int:
@@ -42,6 +44,14 @@ class Interactions:
     def n_items(self) -> int:
         return self.train.shape[1]
 
+    def cold_items(self) -> np.ndarray:
+        """Return the item indices without training interactions (cold-start items).
+
+        EASE scores these items zero for every user; only scores that use item text can rank
+        them. Their validation and test interactions are present unless the split dropped them.
+        """
+        return np.flatnonzero(np.diff(self.train.tocsc().indptr) == 0)
+
     def summary(self) -> dict[str, int]:
         """Count users, items and interactions per split, for logs and MLflow params."""
         return {
@@ -50,6 +60,7 @@ class Interactions:
             "n_train": int(self.train.nnz),
             "n_val": int(self.val.nnz),
             "n_test": int(self.test.nnz),
+            "n_cold_items": len(self.cold_items()),
         }
 
 

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,29 +21,21 @@ import numpy as np
 import pandas as pd
 
 from l3ae_bench.cache import file_sha256, stable_hash
+from l3ae_bench.data.assemble import assemble, render_texts
 from l3ae_bench.data.atomic import read_atomic
-from l3ae_bench.data.interactions import Interactions, validate_splits
-from l3ae_bench.data.splits import random_split_per_user
-from l3ae_bench.data.store import load_interactions, save_interactions
-from l3ae_bench.errors import ConfigError, DataError
+from l3ae_bench.data.digests import file_digests
+from l3ae_bench.data.interactions import Interactions
+from l3ae_bench.data.preprocess import FilterConfig, filter_log, log_from_ids
+from l3ae_bench.data.splits import SplitConfig
+from l3ae_bench.data.store import load_or_build, split_cache_path
+from l3ae_bench.errors import DataError
+from l3ae_bench.text import TextTemplate
 
 log = logging.getLogger(__name__)
 
 RECBOLE_WHEEL = "recbole-1.2.1-py3-none-any.whl"
 RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
 WHEEL_FOLDER = "recbole/dataset_example/ml-100k"
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Seeded random split of each user's interactions."""
-
-    val_ratio: float = 0.1
-    """Share of each user's interactions held out for validation."""
-    test_ratio: float = 0.1
-    """Share of each user's interactions held out for test."""
-    seed: int = 2023
-    """Seed of the split's random generator."""
 
 
 @dataclass(frozen=True)
@@ -60,35 +51,16 @@ class MovieLensRecBoleConfig:
     source: str | None = None
     """Local RecBole wheel or folder with ml-100k.inter and ml-100k.item; null downloads."""
     split: SplitConfig = field(default_factory=SplitConfig)
-    """How interactions are split."""
+    """Split method, ratios, seed and cold-start options."""
 
 
 def load_movielens_recbole(config: MovieLensRecBoleConfig, cache_dir: Path) -> Interactions:
     """Return MovieLens-100K splits, from the processed cache when the same settings ran before."""
     source = _resolve_source(config, cache_dir)
-    fingerprint = stable_hash(
-        {"source": _source_fingerprint(source), "config": config.__dict__ | {"source": None}}
+    path = split_cache_path(
+        cache_dir, config.name, _source_fingerprint(source, cache_dir), config, ("source",)
     )
-    cached = cache_dir / "splits" / f"{config.name}-{fingerprint}.npz"
-    if cached.is_file():
-        data = load_interactions(cached)
-        log.info("Loaded cached splits of %s from %s", config.name, cached)
-        return data
-
-    started = time.perf_counter()
-    inter_text, item_text = _read_source(source)
-    inter = read_atomic(inter_text, f"{source}:ml-100k.inter")
-    items = read_atomic(item_text, f"{source}:ml-100k.item")
-    data = _build(config, inter, items, str(source))
-    save_interactions(data, cached)
-    log.info(
-        "Built %s splits in %.1fs: %s; cached at %s",
-        config.name,
-        time.perf_counter() - started,
-        data.summary(),
-        cached,
-    )
-    return data
+    return load_or_build(path, lambda: _build(config, source))
 
 
 def _resolve_source(config: MovieLensRecBoleConfig, cache_dir: Path) -> Path:
@@ -138,10 +110,15 @@ def _resolve_source(config: MovieLensRecBoleConfig, cache_dir: Path) -> Path:
     return wheel
 
 
-def _source_fingerprint(source: Path) -> str:
+def _source_fingerprint(source: Path, cache_dir: Path) -> str:
     if source.is_file():
-        return file_sha256(source)
-    return stable_hash([file_sha256(source / f"ml-100k.{kind}") for kind in ("inter", "item")])
+        return file_digests(source, cache_dir)["sha256"]
+    return stable_hash(
+        [
+            file_digests(source / f"ml-100k.{kind}", cache_dir)["sha256"]
+            for kind in ("inter", "item")
+        ]
+    )
 
 
 def _read_source(source: Path) -> tuple[str, str]:
@@ -161,69 +138,43 @@ def _read_source(source: Path) -> tuple[str, str]:
         ) from error
 
 
-def _build(
-    config: MovieLensRecBoleConfig, inter: pd.DataFrame, items: pd.DataFrame, source: str
-) -> Interactions:
+def _build(config: MovieLensRecBoleConfig, source: Path) -> Interactions:
     """Turn ratings into binary splits over dense indices, and item fields into texts."""
+    inter_text, item_text = _read_source(source)
+    inter = read_atomic(inter_text, f"{source}:ml-100k.inter")
+    items = read_atomic(item_text, f"{source}:ml-100k.item")
     for column in ("user_id", "item_id", "rating"):
         if column not in inter.columns:
             raise DataError(f"{source}: ml-100k.inter has no column '{column}'.")
-    if config.rating_threshold is not None:
-        inter = inter[inter["rating"] >= config.rating_threshold]
-    inter = inter.drop_duplicates(subset=["user_id", "item_id"])
-    if inter.empty:
-        raise ConfigError(
-            f"dataset.rating_threshold={config.rating_threshold} removes every rating of "
-            f"{source}; lower it or set it to null."
-        )
-
-    user_codes, user_ids = pd.factorize(inter["user_id"], sort=True)
-    item_codes, item_ids = pd.factorize(inter["item_id"], sort=True)
-    shape = (len(user_ids), len(item_ids))
-    train, val, test = random_split_per_user(
-        user_codes.astype(np.int64),
-        item_codes.astype(np.int64),
-        shape,
-        config.split.val_ratio,
-        config.split.test_ratio,
-        config.split.seed,
+    timestamps = inter["timestamp"].to_numpy() if "timestamp" in inter.columns else None
+    records = log_from_ids(
+        inter["user_id"].to_numpy(), inter["item_id"].to_numpy(), inter["rating"], timestamps
     )
-    validate_splits(train, val, test, source)
+    rules = FilterConfig(rating_threshold=config.rating_threshold, zero_rating="keep")
+    records = filter_log(records, rules, str(source), prefix="dataset")
 
-    texts = _item_texts(config.text_template, items, list(item_ids), source)
-    return Interactions(
-        name=config.name,
-        train=train,
-        val=val,
-        test=test,
-        user_ids=np.asarray(user_ids, dtype=str),
-        item_ids=np.asarray(item_ids, dtype=str),
-        item_texts=texts,
-    )
+    template = TextTemplate(config.text_template)
+    template.check_fields(["title", "year", "genres"])
+    fields = _item_fields(items, records.item_ids, str(source))
+    texts = render_texts(template, records.item_ids, fields.__getitem__, str(source), records.stats)
+    return assemble(config.name, records, texts, config.split, str(source))
 
 
-def _item_texts(template: str, items: pd.DataFrame, item_ids: list[str], source: str) -> list[str]:
-    """Fill the text template for each item id, in column order."""
-    fields = items.set_index("item_id")
-    missing = [item for item in item_ids if item not in fields.index]
+def _item_fields(items: pd.DataFrame, item_ids: np.ndarray, source: str) -> dict[str, dict]:
+    """Return the template fields title, year and genres of each rated item."""
+    rows = items.drop_duplicates("item_id").set_index("item_id")
+    missing = [item for item in item_ids if item not in rows.index]
     if missing:
         raise DataError(
             f"{source}: {len(missing)} rated items have no row in ml-100k.item, for example "
             f"{missing[:5]}."
         )
-    texts = []
+    fields = {}
     for item in item_ids:
-        row = fields.loc[item]
-        values = {
+        row = rows.loc[item]
+        fields[item] = {
             "title": str(row.get("movie_title", "")).strip(),
             "year": str(row.get("release_year", "")).strip(),
-            "genres": ", ".join(str(row.get("class", "")).split()),
+            "genres": str(row.get("class", "")).split(),
         }
-        try:
-            texts.append(template.format(**values).strip())
-        except KeyError as error:
-            raise ConfigError(
-                f"dataset.text_template {template!r} uses the unknown field {error}; the "
-                f"available fields are {sorted(values)}."
-            ) from error
-    return texts
+    return fields

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from l3ae_bench.config import build
+from l3ae_bench.data.amazon import AmazonReviews2023Config, load_amazon_reviews_2023
+from l3ae_bench.data.atomic import AtomicConfig, load_atomic
+from l3ae_bench.data.grouplens import MovieLensConfig, load_movielens
 from l3ae_bench.data.interactions import Interactions
 from l3ae_bench.data.movielens import MovieLensRecBoleConfig, load_movielens_recbole
 from l3ae_bench.data.paper_layout import PaperLayoutConfig, load_paper_layout
@@ -25,6 +28,9 @@ class DatasetFormat:
 FORMATS: dict[str, DatasetFormat] = {
     "recbole-ml-100k": DatasetFormat(MovieLensRecBoleConfig, load_movielens_recbole),
     "paper": DatasetFormat(PaperLayoutConfig, lambda config, _cache: load_paper_layout(config)),
+    "amazon-reviews-2023": DatasetFormat(AmazonReviews2023Config, load_amazon_reviews_2023),
+    "movielens": DatasetFormat(MovieLensConfig, load_movielens),
+    "atomic": DatasetFormat(AtomicConfig, load_atomic),
 }
 
 
