@@ -26,6 +26,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "src"))
 from l3ae_bench.config import to_container  # noqa: E402
 from l3ae_bench.errors import BenchError  # noqa: E402
 from l3ae_bench.pipeline import run_job  # noqa: E402
+from l3ae_bench.redaction import check_command_line, install_log_redaction  # noqa: E402
 
 log = logging.getLogger("l3ae_bench.run")
 
@@ -37,6 +38,8 @@ FAILED_JOBS: list[str] = []
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Run one job and return its validation objective (for sweepers)."""
+    # Hydra has configured logging by now: hide secrets in the console and in the job's log.
+    install_log_redaction()
     hydra_config = HydraConfig.get()
     tags = {
         "hydra.mode": hydra_config.mode.name.lower(),
@@ -65,6 +68,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    # Before Hydra parses the command line, since it writes the overrides to the job folder.
+    check_command_line(sys.argv[1:])
     main()
     if FAILED_JOBS:
         print(f"{len(FAILED_JOBS)} job(s) failed:", *FAILED_JOBS, sep="\n  ", file=sys.stderr)

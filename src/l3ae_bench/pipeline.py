@@ -126,6 +126,7 @@ def _execute(job: JobConfig, run: Any) -> dict[str, float]:
         )
         timings["time/embedding_s"] = time.perf_counter() - started
         run.log_metrics({f"embedding/{key}": value for key, value in embedded.stats.items()})
+        run.log_params({f"embedding.{key}": value for key, value in embedded.params.items()})
         E = embedded.E
     else:
         log.info("Solver %s reads no embeddings; the encoder is not run", job.solver_spec.name)

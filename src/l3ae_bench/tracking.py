@@ -2,14 +2,14 @@
 
 Runs go to a SQLite store (`mlruns/mlflow.db`) with artifacts under `mlruns/artifacts`, both at
 absolute paths, so every run and every multirun job of a project lands in one store whatever
-folder Hydra runs the job in.
+folder Hydra runs the job in. Params, tags and error texts pass through `l3ae_bench.redaction`,
+so no secret reaches the store.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
@@ -23,26 +23,17 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from l3ae_bench.redaction import redact, redact_text
+from l3ae_bench.redaction import redact_tree as redact_tree  # the pipeline imports it from here
+
 log = logging.getLogger(__name__)
 
-SECRET_KEY_PATTERN = re.compile(r"api[_-]?key|token|secret|password|authorization", re.I)
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-REDACTED = "***"
 MAX_PARAM_LENGTH = 6000
 
 
 def default_tracking_uri(mlruns_dir: Path) -> str:
     """Return the SQLite tracking URI for a store under `mlruns_dir`."""
     return f"sqlite:///{(mlruns_dir / 'mlflow.db').resolve()}"
-
-
-def redact(key: str, value: Any) -> Any:
-    """Hide secrets: values of secret-named keys, and credentials inside URLs."""
-    if SECRET_KEY_PATTERN.search(key) and value not in (None, ""):
-        return REDACTED
-    if isinstance(value, str):
-        return URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", value)
-    return value
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -55,15 +46,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = redact(name, value)
     return flat
-
-
-def redact_tree(config: Any, key: str = "") -> Any:
-    """Return a copy of nested settings with secrets redacted, keeping the structure."""
-    if isinstance(config, Mapping):
-        return {k: redact_tree(v, str(k)) for k, v in config.items()}
-    if isinstance(config, list | tuple):
-        return [redact_tree(v, key) for v in config]
-    return redact(key, config)
 
 
 def metric_key(split: str, name: str) -> str:
@@ -84,7 +66,7 @@ class JobRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
+            self.client.set_tag(self.run_id, key, str(redact(key, value)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [(key, _param_text(value)) for key, value in params.items()]
@@ -140,7 +122,7 @@ def start_job_run(
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(client, experiment, artifact_root)
-    all_tags = {key: str(value) for key, value in tags.items()}
+    all_tags = {key: str(redact(key, value)) for key, value in tags.items()}
     all_tags["mlflow.runName"] = run_name
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
@@ -154,10 +136,10 @@ def start_job_run(
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as error:
-        message = f"{type(error).__name__}: {error}"
+        message = redact_text(f"{type(error).__name__}: {error}")
         client.set_tag(run.info.run_id, "error", message[:5000])
         try:
-            client.log_text(run.info.run_id, traceback.format_exc(), "error.txt")
+            client.log_text(run.info.run_id, redact_text(traceback.format_exc()), "error.txt")
         finally:
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
         raise

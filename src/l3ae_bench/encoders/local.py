@@ -1,4 +1,8 @@
-"""Local encoders: any sentence-transformers model, by Hugging Face id or local folder."""
+"""Local encoders: any sentence-transformers model, by Hugging Face id or local folder.
+
+The item prefix (such as `passage: ` for e5) is added here, and the model's own saved prompts
+are switched off, so the model receives exactly `prefix + text`.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from l3ae_bench.encoders.base import TextPolicy, fixed_batches
 from l3ae_bench.errors import ConfigError, EncoderError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SentenceTransformerConfig:
+class SentenceTransformerConfig(TextPolicy):
     """Settings of a sentence-transformers encoder."""
 
     name: str
@@ -31,19 +36,39 @@ class SentenceTransformerConfig:
     revision: str | None = None
     """Model revision (branch, tag or commit) on the Hub; part of the cache key."""
     prefix: str = ""
-    """Text put before every item text, such as `passage: ` for e5 models."""
+    """Text put before every item text, such as `passage: ` for e5 models; part of the cache
+    key."""
+    query_prefix: str = ""
+    """Text put before every query text, such as `query: ` for e5 models."""
+    append_eos: bool = False
+    """Append the tokenizer's end-of-sequence token to every text (NV-Embed-v2 expects it)."""
+    trust_remote_code: bool = False
+    """Run the model code shipped with the model (needed by NV-Embed-v2); only for trusted
+    models."""
+    padding_side: str | None = None
+    """`left` or `right` to override the tokenizer's padding side (NV-Embed-v2 needs
+    `right`); null keeps the tokenizer's setting."""
     normalize: bool = True
     """Scale every vector to unit length."""
     batch_size: int = 64
     """Texts per forward pass."""
+    cache_batch_size: int = 256
+    """Texts encoded between two commits to the embedding cache."""
     device: str = "auto"
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
     max_seq_length: int | None = None
-    """Token limit per text; null keeps the model's own limit."""
+    """Token limit per text; null keeps the model's own limit. Longer texts are truncated
+    and counted in the metric `embedding/truncated_texts`."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"encoder.batch_size must be ≥ 1, got {self.batch_size}.")
+        super().__post_init__()
+        for key in ("batch_size", "cache_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"encoder.{key} must be ≥ 1, got {getattr(self, key)}.")
+        if self.padding_side not in (None, "left", "right"):
+            raise ConfigError(
+                f"encoder.padding_side must be left, right or null, got {self.padding_side!r}."
+            )
 
 
 class SentenceTransformerEncoder:
@@ -57,7 +82,7 @@ class SentenceTransformerEncoder:
 
     def identity(self) -> dict[str, Any]:
         config = self.config
-        return {
+        identity = {
             "backend": "sentence-transformers",
             "model": config.model,
             "revision": config.revision,
@@ -65,16 +90,44 @@ class SentenceTransformerEncoder:
             "normalize": config.normalize,
             "max_seq_length": config.max_seq_length,
         }
+        if config.append_eos:
+            identity["append_eos"] = True
+        return identity
 
     def metrics(self) -> dict[str, float]:
         return {"truncated_texts": float(self._truncated)}
 
+    def params(self) -> dict[str, Any]:
+        if self._model is None:
+            return {}
+        return {
+            "max_seq_length": self._model.max_seq_length,
+            "dimension": _embedding_dimension(self._model),
+            "device": str(self._model.device),
+        }
+
+    def plan_batches(self, texts: list[str]) -> list[range]:
+        return fixed_batches(len(texts), self.config.cache_batch_size)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
-        inputs = [self.config.prefix + text for text in texts]
+        inputs = self._inputs(model, self.config.prefix, texts)
         self._truncated += self._count_truncated(model, inputs)
+        return self._forward(model, inputs)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        return self._forward(model, self._inputs(model, self.config.query_prefix, texts))
+
+    def _inputs(self, model: Any, prefix: str, texts: list[str]) -> list[str]:
+        suffix = model.tokenizer.eos_token if self.config.append_eos else ""
+        return [prefix + text + suffix for text in texts]
+
+    def _forward(self, model: Any, inputs: list[str]) -> np.ndarray:
+        # prompt="" keeps a default prompt saved with the model from being added to the inputs.
         vectors = model.encode(
             inputs,
+            prompt="",
             batch_size=self.config.batch_size,
             normalize_embeddings=self.config.normalize,
             convert_to_numpy=True,
@@ -91,15 +144,25 @@ class SentenceTransformerEncoder:
         device = self._device()
         started = time.perf_counter()
         try:
-            model = SentenceTransformer(location, device=device, revision=self.config.revision)
+            model = SentenceTransformer(
+                location,
+                device=device,
+                revision=self.config.revision,
+                trust_remote_code=self.config.trust_remote_code,
+            )
         except (OSError, ValueError) as error:
             raise EncoderError(
-                f"Cannot load sentence-transformers model {location!r} (encoder.model / "
-                f"encoder.path): {error}. Download it once with network access into the Hugging "
-                "Face cache (then HF_HUB_OFFLINE=1 works), or set encoder.path to a local copy."
+                f"Cannot load the sentence-transformers model {location!r} of encoder "
+                f"{self.name} (encoder.model, encoder.path): {str(error).rstrip('. ')}. To "
+                "load it, download it once on a machine with access to the Hugging Face Hub "
+                "into the Hugging Face cache (HF_HOME, by default ~/.cache/huggingface), after "
+                "which HF_HUB_OFFLINE=1 loads it from there, or set encoder.path to a folder "
+                "with a saved copy of the model."
             ) from error
         if self.config.max_seq_length is not None:
             model.max_seq_length = self.config.max_seq_length
+        if self.config.padding_side is not None:
+            model.tokenizer.padding_side = self.config.padding_side
         log.info(
             "Loaded %s on %s in %.1fs (max sequence length %s tokens, dimension %s)",
             location,
