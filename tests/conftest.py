@@ -65,3 +65,18 @@ def games_data() -> Path:
     if not (GAMES_DATA / "trn_mat.pkl").is_file():
         pytest.skip(f"Games data not found at {GAMES_DATA} (set GAMES_DATA to its folder)")
     return GAMES_DATA
+
+
+@pytest.fixture(scope="session")
+def recbole_wheel() -> Path:
+    """The RecBole 1.2.1 wheel with MovieLens-100K, fetched once into the project cache.
+
+    Skips the test when the package index cannot be reached.
+    """
+    from l3ae_bench.data.movielens import fetch_recbole_wheel
+    from l3ae_bench.errors import DataError
+
+    try:
+        return fetch_recbole_wheel(PROJECT_ROOT / "cache")
+    except DataError as error:
+        pytest.skip(f"RecBole wheel unavailable: {error}")

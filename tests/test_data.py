@@ -202,3 +202,10 @@ def test_atomic_ids_stay_strings():
     frame = read_atomic("item_id:token\trating:float\n007\t3\n", "ok.inter")
     assert frame["item_id"].tolist() == ["007"]
     assert json.dumps(frame["rating"].tolist()) == "[3.0]"
+
+
+def test_movielens_100k_from_real_wheel(tmp_path, recbole_wheel):
+    data = load_movielens_recbole(MovieLensRecBoleConfig(source=str(recbole_wheel)), tmp_path)
+    assert (data.n_users, data.n_items) == (943, 1682)
+    assert data.train.nnz + data.val.nnz + data.test.nnz == 100_000
+    assert data.item_texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy."

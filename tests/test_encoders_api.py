@@ -300,12 +300,6 @@ def _cached_rows(tmp_path: Path) -> int:
 
 # ---- run.py end to end ----------------------------------------------------------------------
 
-RECBOLE_WHEEL = Path(
-    os.environ.get(
-        "RECBOLE_WHEEL", PROJECT_ROOT / "cache" / "downloads" / "recbole-1.2.1-py3-none-any.whl"
-    )
-)
-
 
 def run_cli(tmp_path: Path, env: dict, *arguments: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
@@ -327,18 +321,13 @@ def run_cli(tmp_path: Path, env: dict, *arguments: str) -> subprocess.CompletedP
 
 
 @pytest.mark.slow
-def test_cli_minilm_and_llama_on_movielens(tmp_path, fake):
-    if not RECBOLE_WHEEL.is_file():
-        pytest.skip(
-            f"RecBole wheel not found at {RECBOLE_WHEEL}; run `python src/run.py` once "
-            "(it downloads the wheel into cache/downloads) or set RECBOLE_WHEEL"
-        )
+def test_cli_minilm_and_llama_on_movielens(tmp_path, fake, recbole_wheel):
     completed = run_cli(
         tmp_path,
         {"LLAMA_BASE_URL": fake.url, "LLAMA_MODEL": "test-minilm"},
         "-m",
         "dataset=ml-100k",
-        f"dataset.source={RECBOLE_WHEEL}",
+        f"dataset.source={recbole_wheel}",
         "encoder=minilm,llama",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -73,12 +73,18 @@ def _resolve_source(config: MovieLensRecBoleConfig, cache_dir: Path) -> Path:
                 "folder with ml-100k.inter and ml-100k.item, or null to download the wheel."
             )
         return source
+    return fetch_recbole_wheel(cache_dir)
 
+
+def fetch_recbole_wheel(cache_dir: Path) -> Path:
+    """Return the RecBole 1.2.1 wheel in `cache_dir/downloads`, fetching it with pip if absent."""
     wheel = cache_dir / "downloads" / RECBOLE_WHEEL
     if wheel.is_file() and file_sha256(wheel) == RECBOLE_WHEEL_SHA256:
         return wheel
     log.info("Downloading %s from the package index with pip", RECBOLE_WHEEL)
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent if cache_dir.exists() else None) as tmp:
+    # The temporary folder sits on the cache's file system, so the final move is a rename.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         command = [
             sys.executable,
             "-m",
