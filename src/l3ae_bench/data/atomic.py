@@ -156,7 +156,7 @@ def load_atomic(config: AtomicConfig, cache_dir: Path) -> Interactions:
         if not path.is_file():
             raise DataError(
                 f"File not found: {path}. Set dataset.dataset to the base name of the atomic "
-                "files in dataset.path; the .inter file holds the interactions and the .item "
+                "files in dataset.path; the .inter file contains the interactions and the .item "
                 "file the item fields for the texts."
             )
     sources = {p.name: file_digests(p, cache_dir)["sha256"] for p in (inter_path, item_path)}

@@ -1,6 +1,6 @@
 """Loader for the data layout of the RLMRec, EasyRec and L3AE research code.
 
-A folder holds `trn_mat.pkl`, `val_mat.pkl` and `tst_mat.pkl` (pickled SciPy sparse user × item
+A folder contains `trn_mat.pkl`, `val_mat.pkl` and `tst_mat.pkl` (pickled SciPy sparse user × item
 matrices, binary and disjoint) and `item_profile.json` (JSON Lines of `item_id` and `profile`,
 one per item). Item indices are the matrix columns; users and items keep their indices as ids.
 """
@@ -33,7 +33,7 @@ class PaperLayoutConfig:
     name: str
     """Dataset name, used in run names and cache keys."""
     path: str
-    """Folder that holds the three split pickles and `item_profile.json`."""
+    """Folder that contains the three split pickles and `item_profile.json`."""
     text_field: str = "profile"
     """Field of `item_profile.json` used as the item text."""
 

@@ -1,8 +1,8 @@
 """Loading of the research code's pickle files with an allow-list of classes.
 
-Pickle files can run arbitrary code when loaded. The paper's data layout stores NumPy arrays and
-SciPy sparse matrices that way, so this unpickler accepts only classes from NumPy, SciPy's sparse
-module and a few harmless builtins, and rejects everything else.
+Pickle files can run arbitrary code when loaded. The RLMRec, EasyRec and L3AE research code
+stores NumPy arrays and SciPy sparse matrices that way, so this unpickler accepts only classes
+from NumPy, SciPy's sparse module and a few harmless builtins, and rejects everything else.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def load_array_pickle(path: Path) -> Any:
-    """Load a pickle that holds only NumPy arrays or SciPy sparse matrices."""
+    """Load a pickle that contains only NumPy arrays or SciPy sparse matrices."""
     if not path.is_file():
         raise DataError(f"File not found: {path}. Check the dataset or encoder path setting.")
     try:

@@ -1,9 +1,9 @@
 """On-disk embedding cache: one SQLite file, one row per (settings, item text) pair.
 
-The namespace is a hash of everything that changes a vector (model id and revision, prefix,
-normalization, dimensions, ...), and the key is a hash of the item text, so vectors of
-different settings never mix and a changed text is encoded again. Rows are committed as each
-batch arrives, so an interrupted run keeps what it already paid for.
+The namespace is a hash of every setting that changes a vector (model id and revision, prefix,
+normalization, dimensions, ...). The key is a hash of the item text. So vectors of different
+settings never mix, and a changed text is encoded again. Rows are committed as each batch
+arrives, so an interrupted run keeps what it already paid for.
 """
 
 from __future__ import annotations
