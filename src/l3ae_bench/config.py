@@ -123,10 +123,18 @@ class ComputeConfig:
     """Floating type of the dense item × item matrices: float32 or float64."""
     blas_threads: int | None = None
     """Threads of the BLAS library during fits; null leaves the library's default."""
+    backend: str = "numpy"
+    """Library of the closed forms: numpy (LAPACK) or torch. torch runs EASE, L3AE and the
+    collective and additive fusions on `device`; the other solvers always use NumPy."""
+    device: str = "auto"
+    """torch device of the torch backend: auto (CUDA when available, else CPU), cpu, cuda or
+    cuda:N."""
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"compute.dtype must be float32 or float64, got {self.dtype!r}.")
+        if self.backend not in ("numpy", "torch"):
+            raise ConfigError(f"compute.backend must be numpy or torch, got {self.backend!r}.")
         if self.blas_threads is not None and self.blas_threads < 1:
             raise ConfigError(f"compute.blas_threads must be ≥ 1 or null, got {self.blas_threads}.")
 

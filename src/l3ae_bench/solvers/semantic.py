@@ -47,19 +47,25 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     return WoodburyFactors(W=W64.astype(E.dtype), diagonal=diagonal, lambda_f=lambda_f)
 
 
+def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray:
+    """Return C from its Woodbury factors: C_ij = (E·W)_ij / (λ_F·diag(P_F)_j) off the diagonal.
+
+    C = I − P_F·diag(1/diag(P_F)) with P_F = (I − E·W)/λ_F; the identity only touches the
+    diagonal, which is zeroed. One GEMM of O(n²d) into a single n × n buffer.
+    """
+    scale = 1.0 / (factors.lambda_f * factors.diagonal)
+    C = E @ (factors.W * scale.astype(factors.W.dtype)[np.newaxis, :])
+    np.fill_diagonal(C, 0.0)
+    return C
+
+
 def semantic_matrix(E: np.ndarray, lambda_f: float) -> np.ndarray:
     """Return C (n × n, zero diagonal) in the dtype of E."""
     started = time.perf_counter()
     n, d = E.shape
     if use_woodbury(E):
         log.debug("Semantic matrix: Woodbury route, d=%d < n=%d", d, n)
-        factors = woodbury_factors(E, lambda_f)
-        C = E @ factors.W
-        np.negative(C, out=C)
-        add_to_diagonal(C, 1.0)
-        C /= lambda_f
-        C /= -factors.diagonal.astype(E.dtype)[np.newaxis, :]
-        np.fill_diagonal(C, 0.0)
+        C = semantic_from_factors(E, woodbury_factors(E, lambda_f))
     else:
         log.debug("Semantic matrix: direct inverse, d=%d ≥ n=%d", d, n)
         A = E @ E.T
