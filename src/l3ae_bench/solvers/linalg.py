@@ -185,18 +185,43 @@ def zero_diagonal(M: np.ndarray) -> np.ndarray:
 
 
 def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
-    """Add alpha · FᵀF to the dense n × n matrix M in place and return M.
+    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M.
 
-    FᵀF of a sparse F (rows × n) is formed one block of columns at a time, so the sparse
-    product never holds more than n × block entries, however dense FᵀF is.
+    FᵀF of a sparse F (rows × n) is formed one block of rows at a time, so the sparse product
+    never holds more than block × n entries, however dense FᵀF is, and each block lands in
+    contiguous rows of M.
     """
     Ft = sp.csr_matrix(F.T, dtype=M.dtype)
-    columns = sp.csc_matrix(F, dtype=M.dtype)
-    block = block_size(M.shape[1])
-    for start in range(0, M.shape[1], block):
-        stop = min(start + block, M.shape[1])
-        part = (Ft @ columns[:, start:stop]).toarray()
+    F = sp.csr_matrix(F, dtype=M.dtype)
+    block = block_size(M.shape[0])
+    for start in range(0, M.shape[0], block):
+        stop = min(start + block, M.shape[0])
+        part = (Ft[start:stop] @ F).toarray()
         if alpha != 1.0:
             part *= alpha
-        M[:, start:stop] += part
+        M[start:stop] += part
     return M
+
+
+def _gemm_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return a Fortran-ordered operand and gemm's trans flag that together stand for a."""
+    if a.flags.f_contiguous:
+        return a, 0
+    if a.flags.c_contiguous:
+        return a.T, 1
+    return np.asfortranarray(a), 0
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a @ b as a C-contiguous array, through SciPy's BLAS gemm.
+
+    NumPy 2.4's bundled OpenBLAS ran sgemm two to three times slower than SciPy's on the
+    benchmark machine (see docs/benchmarks.md), so large dense products go through SciPy.
+    Both operands take the dtype of a (float32 or float64).
+    """
+    dtype = np.result_type(a.dtype, np.float32)
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    # (a·b)ᵀ = bᵀ·aᵀ in Fortran order is a·b in C order.
+    left, trans_left = _gemm_operand(b.T.astype(dtype, copy=False))
+    right, trans_right = _gemm_operand(a.T.astype(dtype, copy=False))
+    return gemm(1.0, left, right, trans_a=trans_left, trans_b=trans_right).T
