@@ -304,7 +304,7 @@ def test_memory_error_before_allocation(medium, monkeypatch, name):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert "compute.dtype=float32" in str(error.value)
+    assert "fewer items" in str(error.value)
     assert inputs._gram is None
     assert peak < linalg_module.matrix_bytes(MEDIUM_ITEMS, "float32")
 
@@ -339,3 +339,11 @@ def test_torch_backend_matches_numpy(problem, name):
     numpy_scores = solver_scores(case, X, E, "float64")
     torch_scores = solver_scores(case, X, E, "float64", backend="torch", device="cpu")
     np.testing.assert_allclose(torch_scores, numpy_scores, atol=1e-9)
+
+
+def test_memory_error_suggests_float32(medium, monkeypatch):
+    X, E, _ = medium
+    monkeypatch.setattr(linalg_module, "available_memory", lambda: 1000)
+    spec, config = parse_solver_config({"name": "l3ae"})
+    with pytest.raises(SolverError, match="compute.dtype=float32"):
+        spec.fit(FitInputs(X, E, "float64"), config)

@@ -102,8 +102,10 @@ class EvaluationConfig:
 
     k: list[int] = field(default_factory=lambda: [10, 20])
     """Cut-offs K of Recall@K and NDCG@K."""
-    batch_size: int = 2048
-    """Users scored per batch; bounds memory at batch_size × n_items scores."""
+    batch_size: int = 256
+    """Users scored per batch; memory holds a few batch_size × n_items score and index arrays
+    per evaluation thread. Small batches let the allocator reuse those arrays instead of
+    mapping fresh pages for every batch."""
     mask_val_in_test: bool = False
     """Also exclude validation items when ranking for test. The L3AE research code excludes
     training items only, which is the default."""

@@ -76,7 +76,7 @@ def evaluate(
     targets: sp.csr_matrix,
     exclude: Sequence[sp.csr_matrix],
     k_values: Sequence[int],
-    batch_size: int = 2048,
+    batch_size: int = 256,
     workers: int = DEFAULT_WORKERS,
 ) -> EvaluationResult:
     """Rank all items for every user with targets and compute Recall@K and NDCG@K.

@@ -27,7 +27,6 @@ import scipy.sparse as sp
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
 from l3ae_bench.solvers.graph import IdealFilter, ideal_filter, normalized_interactions
-from l3ae_bench.solvers.linalg import matmul
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class _Filters:
         """Return Y·Π through the low-rank form of Π."""
         if self.ideal is None:
             return np.zeros_like(Y)
-        return matmul(matmul(Y, self.ideal.left), self.ideal.right)
+        return (Y @ self.ideal.left) @ self.ideal.right
 
 
 def _sharpen_step(filters: _Filters, y: np.ndarray, h: float, solver: str) -> np.ndarray:

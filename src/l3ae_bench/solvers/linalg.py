@@ -49,12 +49,21 @@ def check_memory(
         available = available_memory()
     log.debug("%s needs about %.2f GB, %.2f GB available", what, needed / 1e9, available / 1e9)
     if needed > available:
+        matrices = "matrix" if n_matrices == 1 else "matrices"
+        halve = "Use "
+        if np.dtype(dtype) == np.float64:
+            halve = "Use compute.dtype=float32 (half the memory of float64), "
         raise SolverError(
             f"{what} needs about {needed / 1e9:.1f} GB for {n_matrices} dense {n_items} × "
-            f"{n_items} {np.dtype(dtype).name} matrices, but only {available / 1e9:.1f} GB of "
-            f"{where} is available. Use compute.dtype=float32 (half the memory of float64), "
-            "filter the catalog to fewer items, or run on a machine with more memory."
+            f"{n_items} {np.dtype(dtype).name} {matrices}, but only {available / 1e9:.1f} GB of "
+            f"{where} is available. {halve}a catalog with fewer items (about "
+            f"{_items_that_fit(available, dtype, n_matrices)} fit), or a machine with more memory."
         )
+
+
+def _items_that_fit(available: int, dtype: np.dtype | str, n_matrices: int) -> int:
+    """Return the largest n whose n_matrices dense n × n matrices fit in `available` bytes."""
+    return int((available / (n_matrices * np.dtype(dtype).itemsize)) ** 0.5)
 
 
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
@@ -201,27 +210,3 @@ def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
             part *= alpha
         M[start:stop] += part
     return M
-
-
-def _gemm_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """Return a Fortran-ordered operand and gemm's trans flag that together stand for a."""
-    if a.flags.f_contiguous:
-        return a, 0
-    if a.flags.c_contiguous:
-        return a.T, 1
-    return np.asfortranarray(a), 0
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return a @ b as a C-contiguous array, through SciPy's BLAS gemm.
-
-    NumPy 2.4's bundled OpenBLAS ran sgemm two to three times slower than SciPy's on the
-    benchmark machine (see docs/benchmarks.md), so large dense products go through SciPy.
-    Both operands take the dtype of a (float32 or float64).
-    """
-    dtype = np.result_type(a.dtype, np.float32)
-    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
-    # (a·b)ᵀ = bᵀ·aᵀ in Fortran order is a·b in C order.
-    left, trans_left = _gemm_operand(b.T.astype(dtype, copy=False))
-    right, trans_right = _gemm_operand(a.T.astype(dtype, copy=False))
-    return gemm(1.0, left, right, trans_a=trans_left, trans_b=trans_right).T

@@ -30,7 +30,7 @@ from scipy.sparse.linalg import svds
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
-from l3ae_bench.solvers.linalg import add_sparse_gram, matmul
+from l3ae_bench.solvers.linalg import add_sparse_gram
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SGFCFScorer:
     gamma: float
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
-        scores = matmul(self.user_factors[users], self.item_factors.T)
+        scores = self.user_factors[users] @ self.item_factors.T
         scores += self.gamma * np.asarray(self.R[users] @ self.item_gram)
         return scores
 
