@@ -4,7 +4,7 @@ One command runs every measurement:
 
     python bench/benchmark.py
 
-It times, on the Amazon Games data (paper layout plus `minilm_items.pkl`):
+It times three things on the Amazon Games data (paper layout plus `minilm_items.pkl`):
   (a) this package: load the splits and embeddings, fit L3AE in float32 (Cholesky inverse,
       Woodbury semantic side), evaluate validation and test over all users;
   (b) a reference of the same formulas as the L3AE research code writes them: general

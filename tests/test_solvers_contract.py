@@ -1,8 +1,8 @@
 """One contract for every registered solver: its scores equal a direct NumPy computation.
 
-Each reference below writes the paper's formula with general inverses, full SVDs and dense
-matrices in float64, the way a reader would check it by hand. The solver's scores for every
-training user (x_u · B, or the scorer's output) must match it in float64 and float32.
+Each reference below writes the model's formula, as its paper and the L3AE research code
+state it, with general inverses, full SVDs and dense matrices in float64. The solver's scores
+for every training user (x_u · B, or the scorer's output) must match it in float64 and float32.
 """
 
 from __future__ import annotations

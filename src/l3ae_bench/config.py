@@ -103,8 +103,8 @@ class EvaluationConfig:
     k: list[int] = field(default_factory=lambda: [10, 20])
     """Cut-offs K of Recall@K and NDCG@K."""
     batch_size: int = 256
-    """Users scored per batch; memory holds a few batch_size × n_items score and index arrays
-    per evaluation thread. Small batches let the allocator reuse those arrays instead of
+    """Users scored per batch. Each evaluation thread keeps a few batch_size × n_items score
+    and index arrays. Small batches let the allocator reuse those arrays instead of
     mapping fresh pages for every batch."""
     mask_val_in_test: bool = False
     """Also exclude validation items when ranking for test. The L3AE research code excludes

@@ -1,8 +1,8 @@
 """What every closed-form solver receives and returns.
 
-A solver is a plain function `fit(inputs, config) -> B` that maps the training interactions X
+A solver is a plain function `fit(inputs, config) -> B`. It maps the training interactions X
 (and, for text-aware solvers, the item embeddings E or the item texts) to a dense item × item
-weight matrix B; scores of a user are then x_u · B. The few models whose scores are no such
+weight matrix B, and the scores of a user are then x_u · B. The few models whose scores are no such
 product (item popularity, SGFCF) return a `UserScorer` instead. Solvers never touch tracking,
 configuration files or encoders.
 """
@@ -31,7 +31,7 @@ UserScorer = Callable[[np.ndarray], np.ndarray]
 """Maps user indices (rows of X) to a fresh dense (len(users) × n_items) score matrix."""
 
 Fitted = np.ndarray | UserScorer
-"""What a fit returns: an item × item matrix B (scores x_u · B), or a scorer of user rows for
+"""The result of a fit: an item × item matrix B (scores x_u · B), or a scorer of user rows for
 models whose scores are not a product with one item × item matrix."""
 
 

@@ -47,7 +47,7 @@ class BSPMConfig:
     solver: str = "rk4"
     """Integrator of the sharpening ODE: `euler` or `rk4`."""
     merge: str = "EM"
-    """Where the ideal filter joins: `EM` (early, into y(0)) or `LM` (late, into the output)."""
+    """Merge point of the ideal filter: `EM` (early, into y(0)) or `LM` (late, into the output)."""
     t_point_combination: bool = True
     """Average the blurred signal and every sharpening step instead of keeping the last state."""
     factor_dim: int = 256

@@ -59,7 +59,7 @@ def fit_l3ae(inputs: FitInputs, config: L3AEConfig) -> np.ndarray:
     started = time.perf_counter()
     E = inputs.embeddings("l3ae")
     woodbury = use_woodbury(E)
-    # The Woodbury route works in P's own buffer; the dense route also holds C and P·C.
+    # The Woodbury route works in P's own buffer, and the dense route also keeps C and P·C.
     inputs.check_memory(1 if woodbury else 3, "L3AE", uses_gram=True, torch_capable=True)
 
     log.debug("L3AE: building XᵀX + (λ_X + λ_E)·I")

@@ -196,8 +196,8 @@ def zero_diagonal(M: np.ndarray) -> np.ndarray:
 def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
     """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M.
 
-    FᵀF of a sparse F (rows × n) is formed one block of rows at a time, so the sparse product
-    never holds more than block × n entries, however dense FᵀF is, and each block lands in
+    FᵀF of a sparse F (rows × n) is formed one block of rows at a time. The sparse product then
+    never has more than block × n entries, however dense FᵀF is, and each block lands in
     contiguous rows of M.
     """
     Ft = sp.csr_matrix(F.T, dtype=M.dtype)

@@ -33,7 +33,7 @@ class WoodburyFactors:
 
 
 def use_woodbury(E: np.ndarray) -> bool:
-    """Whether the d × d route is cheaper than the n × n inverse (d < n)."""
+    """Return whether the d × d route is cheaper than the n × n inverse (d < n)."""
     return E.shape[1] < E.shape[0]
 
 

@@ -5,12 +5,12 @@ singular triplets U, S, V (S divided by its largest value):
     W = (U·S^{β_u}) (V·S^{β_i})ᵀ, each row divided by its sum    (the low-frequency part)
     N = R̂·R̂ᵀR̂, each row divided by its sum                       (all frequencies)
     scores = W + γ·N
-The exponents are β for every user and item, or, with the individualized graph filter (IGF),
-a per-user and per-item value in [β, β_end] that grows with the homophily ratio: the share
-of pairs of a user's items (of an item's users) that are still linked once that user (item)
-is left out. The research code applies a sigmoid to the scores; it is strictly increasing, so
-it changes no ranking and is left out here, which also keeps float32 from rounding
-near-equal scores into ties.
+The exponents are β for every user and item. With the individualized graph filter (IGF), each
+user and item gets its own value in [β, β_end] instead, growing with its homophily ratio. That
+ratio is the share of pairs of a user's items (of an item's users) that stay linked once that
+user (item) is left out. The research code applies a sigmoid to the scores. The sigmoid is
+strictly increasing, so it changes no ranking and is left out here, which also keeps float32
+from rounding near-equal scores into ties.
 
 The scores are not x_u·B for one item × item matrix, so `fit_sgfcf` returns a scorer of user
 rows. It keeps R̂ᵀR̂ (one n × n buffer) and the weighted singular vectors.
@@ -143,8 +143,8 @@ def fit_sgfcf(inputs: FitInputs, config: SGFCFConfig) -> SGFCFScorer:
         item_power = np.full(R.shape[1], config.beta)
     user_factors = U * S[np.newaxis, :] ** user_power[:, np.newaxis]
     item_factors = Vt.T * S[np.newaxis, :] ** item_power[:, np.newaxis]
-    # Rows of users without training items are zero up to rounding; dividing by their sum would
-    # blow that rounding up, so those users keep all-zero scores.
+    # Rows of users without training items are zero up to rounding, and dividing by their sum
+    # would blow that rounding up. Those users keep all-zero scores instead.
     low_sums = _safe_reciprocal(user_factors @ item_factors.sum(axis=0)) * (user_counts > 0)
     user_factors *= low_sums[:, np.newaxis]
 

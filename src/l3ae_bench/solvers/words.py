@@ -1,9 +1,10 @@
 """Bag-of-words item features for the word-count fusions (Collective and Additive EASE).
 
-Each item text becomes a binary (multi-hot) column over a vocabulary: lowercase runs of letters
-and digits, at least two characters long, without English stop words, kept when they occur in
-at least `min_items` items and in at most `max_item_fraction` of them. Words of a single item
-link it to no other item, and words in most items link all of them, so both are dropped.
+Each item text becomes a binary (multi-hot) column over a vocabulary. Its words are lowercase
+runs of letters and digits, at least two characters long, other than English stop words. A
+word is kept when it occurs in at least `min_items` items and in at most `max_item_fraction`
+of them. Words of a single item link it to no other item, and words in most items link all of
+them, so both are dropped.
 """
 
 from __future__ import annotations
