@@ -93,11 +93,12 @@ class FitInputs:
 
         `n_matrices` counts the solver's own NumPy buffers, including its copy of G. When the fit
         reads G and G is neither built yet nor handed over (`reuse=True`), the kept G counts
-        too. On the torch backend a Cholesky factor is one more buffer.
+        too. On the torch backend the Cholesky factor and the inverse are two more buffers,
+        because torch writes neither over its input.
         """
         extra = 1 if uses_gram and self.reuse and self._gram is None else 0
         if torch_capable and self.uses_torch:
-            extra += 1
+            extra += 2
         check_memory(self.n_items, self.dtype, n_matrices + extra, what)
 
     def gram(self) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
-from l3ae_bench.solvers.linalg import add_product, add_to_diagonal, spd_inverse
+from l3ae_bench.solvers.linalg import add_product, add_to_diagonal, matmul, spd_inverse
 from l3ae_bench.solvers.semantic import WoodburyFactors, semantic_matrix, use_woodbury
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _l3ae_woodbury(
     log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I")
     P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
     log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
-    PE = P @ E
+    PE = matmul(P, E)
     P_diagonal = np.diag(P).astype(np.float64)
     # diag(Q) = diag((P·E)·W): row i of P·E dotted with column i of W.
     Q_diagonal = np.einsum("ij,ji->i", PE.astype(np.float64), factors.W.astype(np.float64))
@@ -117,7 +117,7 @@ def _l3ae_dense(A: np.ndarray, C: np.ndarray, lambda_e: float) -> np.ndarray:
     """Compute B = λ_E·P·C − P·diag(ν) with a dense C (d ≥ n), holding P, C and P·C."""
     log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I and forming P·C densely")
     P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
-    PC = P @ C
+    PC = matmul(P, C)
     del C
     P_diagonal = np.diag(P).astype(np.float64)
     nu = (1.0 + lambda_e * np.diag(PC).astype(np.float64)) / P_diagonal

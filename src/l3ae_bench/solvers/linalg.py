@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import psutil
@@ -69,8 +70,9 @@ def _items_that_fit(available: int, dtype: np.dtype | str, n_matrices: int) -> i
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
     """Return G = XᵀX as a dense matrix; its diagonal holds the item counts."""
     started = time.perf_counter()
-    G = np.zeros((X.shape[1], X.shape[1]), dtype=dtype)
-    add_sparse_gram(G, X, 1.0)
+    G = np.empty((X.shape[1], X.shape[1]), dtype=dtype)
+    for start, stop, part in _sparse_gram_blocks(X, G.dtype):
+        G[start:stop] = part
     log.debug("Built the %d × %d Gram matrix in %.2fs", *G.shape, time.perf_counter() - started)
     return G
 
@@ -194,19 +196,48 @@ def zero_diagonal(M: np.ndarray) -> np.ndarray:
 
 
 def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
-    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M.
-
-    FᵀF of a sparse F (rows × n) is formed one block of rows at a time. The sparse product then
-    never has more than block × n entries, however dense FᵀF is, and each block lands in
-    contiguous rows of M.
-    """
-    Ft = sp.csr_matrix(F.T, dtype=M.dtype)
-    F = sp.csr_matrix(F, dtype=M.dtype)
-    block = block_size(M.shape[0])
-    for start in range(0, M.shape[0], block):
-        stop = min(start + block, M.shape[0])
-        part = (Ft[start:stop] @ F).toarray()
+    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M."""
+    for start, stop, part in _sparse_gram_blocks(F, M.dtype):
         if alpha != 1.0:
             part *= alpha
         M[start:stop] += part
     return M
+
+
+def _sparse_gram_blocks(F: sp.spmatrix, dtype: np.dtype) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield FᵀF of a sparse F (rows × n) as dense blocks of rows: (start, stop, rows).
+
+    The sparse product then never has more than block × n entries, however dense FᵀF is, and
+    each block fills contiguous rows of a C-ordered n × n matrix.
+    """
+    Ft = sp.csr_matrix(F.T, dtype=dtype)
+    F = sp.csr_matrix(F, dtype=dtype)
+    n = F.shape[1]
+    block = block_size(n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        yield start, stop, (Ft[start:stop] @ F).toarray()
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a @ b as a C-contiguous array, computed by SciPy's BLAS gemm.
+
+    The NumPy and SciPy wheels bundle separate OpenBLAS builds, each with its own thread pool,
+    and SciPy's runs potrf and potri. Keeping a fit's dense products on SciPy's build too means
+    one pool at a time works on the cores. Both operands take the dtype of a (at least float32).
+    """
+    dtype = np.result_type(a.dtype, np.float32)
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    # (a·b)ᵀ = bᵀ·aᵀ, and a Fortran-ordered (a·b)ᵀ is a·b in C order.
+    left, trans_left = _gemm_operand(b.T.astype(dtype, copy=False))
+    right, trans_right = _gemm_operand(a.T.astype(dtype, copy=False))
+    return gemm(1.0, left, right, trans_a=trans_left, trans_b=trans_right).T
+
+
+def _gemm_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return a Fortran-ordered array and gemm's trans flag that together stand for a."""
+    if a.flags.f_contiguous:
+        return a, 0
+    if a.flags.c_contiguous:
+        return a.T, 1
+    return np.asfortranarray(a), 0

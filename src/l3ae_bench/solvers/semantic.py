@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, spd_inverse
+from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, matmul, spd_inverse
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     row-wise dot product of E and E·K; one n × d product in float64 gives both.
     """
     E64 = E.astype(np.float64, copy=False)
-    inner = E64.T @ E64
+    inner = matmul(E64.T, E64)
     add_to_diagonal(inner, lambda_f)
     K = cho_solve(cho_factor(inner, lower=True), np.eye(len(inner)))
-    EK = E64 @ K
+    EK = matmul(E64, K)
     diagonal = (1.0 - np.einsum("ij,ij->i", E64, EK)) / lambda_f
     return WoodburyFactors(
         W=np.ascontiguousarray(EK.T, dtype=E.dtype), diagonal=diagonal, lambda_f=lambda_f
@@ -61,7 +61,7 @@ def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray
     diagonal, which is zeroed. One GEMM of O(n²d) into a single n × n buffer.
     """
     scale = 1.0 / (factors.lambda_f * factors.diagonal)
-    C = E @ (factors.W * scale.astype(factors.W.dtype)[np.newaxis, :])
+    C = matmul(E, factors.W * scale.astype(factors.W.dtype)[np.newaxis, :])
     np.fill_diagonal(C, 0.0)
     return C
 
@@ -75,7 +75,7 @@ def semantic_matrix(E: np.ndarray, lambda_f: float) -> np.ndarray:
         C = semantic_from_factors(E, woodbury_factors(E, lambda_f))
     else:
         log.debug("Semantic matrix: direct inverse, d=%d ≥ n=%d", d, n)
-        A = E @ E.T
+        A = matmul(E, E.T)
         add_to_diagonal(A, lambda_f)
         C = ease_from_inverse(spd_inverse(A, "EEᵀ + λ_F·I"))
     log.debug("Semantic matrix C (%d items) in %.2fs", n, time.perf_counter() - started)

@@ -15,6 +15,7 @@ import numpy as np
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
+from l3ae_bench.solvers.linalg import matmul
 from l3ae_bench.solvers.semantic import semantic_from_factors, semantic_matrix, use_woodbury
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def fit_cosine(inputs: FitInputs, config: CosineConfig) -> np.ndarray:
     scale = np.zeros_like(norms)
     np.divide(1.0, norms, out=scale, where=norms > 0)
     unit = E * scale.astype(E.dtype)[:, np.newaxis]
-    B = unit @ unit.T
+    B = matmul(unit, unit.T)
     np.fill_diagonal(B, 0.0)
     log.info("Cosine similarity of %d items in %.2fs", E.shape[0], time.perf_counter() - started)
     return B
