@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from l3ae_bench.evaluation import evaluate, item_item_scorer
+from l3ae_bench.evaluation import evaluate, item_item_scorer, top_k
 
 
 def fixed_scorer(scores: np.ndarray):
@@ -103,3 +103,33 @@ def test_k_larger_than_catalog():
     assert result.metrics["recall_at_5"] == pytest.approx(1.0)
     expected = (1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
     assert result.metrics["ndcg_at_5"] == pytest.approx(expected)
+
+
+def test_threads_do_not_change_metrics():
+    rng = np.random.default_rng(5)
+    X = sp.csr_matrix((rng.random((90, 30)) < 0.3).astype(np.float32))
+    targets = sp.csr_matrix((rng.random((90, 30)) < 0.15).astype(np.float32))
+    targets = targets - targets.multiply(X)
+    targets.eliminate_zeros()
+    B = rng.random((30, 30)).astype(np.float32)
+    serial = evaluate(item_item_scorer(X, B), targets, [X], [5], batch_size=7, workers=1)
+    threaded = evaluate(item_item_scorer(X, B), targets, [X], [5], batch_size=7, workers=3)
+    np.testing.assert_array_equal(serial.users, threaded.users)
+    for key, values in serial.per_user.items():
+        np.testing.assert_array_equal(threaded.per_user[key], values)
+
+
+def test_top_k_orders_best_first():
+    scores = np.array([[0.1, 0.9, 0.5, -np.inf, 0.7], [3.0, 1.0, 2.0, 5.0, 4.0]])
+    assert top_k(scores, 3).tolist() == [[1, 4, 2], [3, 4, 0]]
+    assert top_k(scores, 9).shape == (2, 5)
+
+
+def test_read_only_scores_are_copied():
+    scores = np.array([[3.0, 2.0, 1.0]], dtype=np.float32)
+    scores.flags.writeable = False
+    targets = sp.csr_matrix(np.array([[0, 1, 0]]))
+    excluded = sp.csr_matrix(np.array([[1, 0, 0]]))
+    result = evaluate(lambda users: scores, targets, [excluded], [1])
+    assert result.metrics["recall_at_1"] == pytest.approx(1.0)
+    assert scores[0, 0] == 3.0

@@ -7,11 +7,15 @@ import pytest
 import scipy.sparse as sp
 
 from l3ae_bench.errors import ConfigError, SolverError
-from l3ae_bench.solvers import FitInputs
+from l3ae_bench.solvers import FitInputs, linalg, parse_solver_config
+from l3ae_bench.solvers import base as base_module
 from l3ae_bench.solvers.ease import EASEConfig, fit_ease
+from l3ae_bench.solvers.fusions import AdditiveConfig, fit_additive_ease, fit_l3ae_additive
 from l3ae_bench.solvers.l3ae import L3AEConfig, fit_l3ae
 from l3ae_bench.solvers.linalg import gram, spd_inverse
 from l3ae_bench.solvers.semantic import semantic_matrix
+from l3ae_bench.solvers.text import EASETextConfig, fit_ease_text
+from l3ae_bench.solvers.words import bag_of_words
 
 
 def direct_ease(G: np.ndarray, lam: float) -> np.ndarray:
@@ -134,3 +138,128 @@ def test_gram_is_reused_across_fits(small_problem):
     fit_ease(inputs, EASEConfig(2.0))
     assert inputs._gram is cached
     np.testing.assert_allclose(cached, X.toarray().T @ X.toarray())
+
+
+# Limits of the fusions: α = 0 and λ_E = 0 give EASE, α = 1 gives the text side alone.
+
+
+@pytest.fixture
+def fusion_inputs(small_problem):
+    X, E = small_problem
+    texts = ["red car", "blue car", "red boat", "blue boat", "green car", "green boat"]
+    return lambda: FitInputs(X, E, "float64", item_texts=texts)
+
+
+@pytest.mark.parametrize(
+    "name, settings",
+    [
+        ("l3ae", {"lambda_x": 3.0, "lambda_f": 1.0, "lambda_e": 0.0}),
+        ("l3ae_collective", {"lambda_x": 3.0, "alpha": 0.0}),
+        ("l3ae_additive", {"lambda_x": 3.0, "lambda_f": 1.0, "alpha": 0.0}),
+        ("collective_ease", {"lambda_x": 3.0, "alpha": 0.0}),
+        ("additive_ease", {"lambda_x": 3.0, "lambda_f": 1.0, "alpha": 0.0}),
+    ],
+)
+def test_fusion_reduces_to_ease(fusion_inputs, name, settings):
+    spec, config = parse_solver_config({"name": name, **settings})
+    B = spec.fit(fusion_inputs(), config)
+    expected = fit_ease(fusion_inputs(), EASEConfig(3.0))
+    np.testing.assert_allclose(B, expected, atol=1e-10)
+
+
+def test_l3ae_additive_at_one_is_semantic_matrix(fusion_inputs):
+    inputs = fusion_inputs()
+    B = fit_l3ae_additive(inputs, AdditiveConfig(lambda_x=3.0, lambda_f=0.7, alpha=1.0))
+    np.testing.assert_allclose(B, semantic_matrix(inputs.E, 0.7), atol=1e-10)
+    np.testing.assert_allclose(B, fit_ease_text(inputs, EASETextConfig(0.7)), atol=1e-10)
+
+
+def test_additive_ease_at_one_is_word_ease(fusion_inputs):
+    inputs = fusion_inputs()
+    B = fit_additive_ease(inputs, AdditiveConfig(lambda_x=3.0, lambda_f=0.7, alpha=1.0))
+    F = inputs.words("test").toarray()
+    np.testing.assert_allclose(B, direct_ease(F.T @ F, 0.7), atol=1e-10)
+
+
+# FitInputs: shared pieces built once.
+
+
+def test_woodbury_factors_reused_per_lambda(small_problem):
+    X, E = small_problem
+    inputs = FitInputs(X, E, "float64")
+    first = inputs.woodbury(0.5, "test")
+    assert inputs.woodbury(0.5, "test") is first
+    assert inputs.woodbury(2.0, "test") is not first
+
+
+def test_refit_reuses_semantic_side(small_problem, monkeypatch):
+    X, E = small_problem
+    inputs = FitInputs(X, E, "float64")
+    calls = []
+    original = base_module.woodbury_factors
+    monkeypatch.setattr(
+        base_module, "woodbury_factors", lambda *args: calls.append(args) or original(*args)
+    )
+    for lambda_x in (1.0, 2.0, 3.0):
+        fit_l3ae(inputs, L3AEConfig(lambda_x=lambda_x, lambda_f=0.5, lambda_e=4.0))
+    assert len(calls) == 1
+
+
+def test_gram_handed_over_without_reuse(small_problem):
+    X, _ = small_problem
+    inputs = FitInputs(X, dtype="float64", reuse=False)
+    first = fit_ease(inputs, EASEConfig(2.0))
+    assert inputs._gram is None
+    np.testing.assert_allclose(fit_ease(inputs, EASEConfig(2.0)), first)
+
+
+def test_item_texts_must_match_items(small_problem):
+    X, _ = small_problem
+    with pytest.raises(SolverError, match="2 item texts"):
+        FitInputs(X, item_texts=["a", "b"])
+
+
+def test_word_solver_needs_texts(small_problem):
+    X, _ = small_problem
+    with pytest.raises(SolverError, match="needs item texts"):
+        fit_additive_ease(FitInputs(X), AdditiveConfig())
+
+
+# In-place BLAS helpers.
+
+
+def test_add_product_updates_in_place():
+    rng = np.random.default_rng(8)
+    M = rng.standard_normal((7, 7)).astype(np.float32)
+    a, b = rng.standard_normal((7, 3)), rng.standard_normal((3, 7))
+    expected = M + 0.5 * a @ b
+    result = linalg.add_product(M, a, b, 0.5)
+    assert result is M
+    np.testing.assert_allclose(M, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_add_gram_of_rows_keeps_symmetry():
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((6, 6))
+    M = A @ A.T
+    E = rng.standard_normal((6, 2))
+    expected = M + 2.0 * E @ E.T
+    linalg.add_gram_of_rows(M, E, 2.0)
+    np.testing.assert_allclose(M, expected, atol=1e-12)
+
+
+def test_add_sparse_gram_matches_dense():
+    rng = np.random.default_rng(10)
+    F = sp.csr_matrix((rng.random((40, 50)) < 0.2).astype(np.float64))
+    M = np.eye(50)
+    linalg.add_sparse_gram(M, F, 3.0)
+    np.testing.assert_allclose(M, np.eye(50) + 3.0 * (F.T @ F).toarray(), atol=1e-12)
+
+
+def test_bag_of_words_drops_rare_and_common_words():
+    texts = ["The red car", "a red boat", "red green car", "blue plane"]
+    F = bag_of_words(texts, min_items=2, max_item_fraction=0.7)
+    # "red" is in 3 of 4 items (over 70 %), "green", "blue", "boat", "plane" in one, "the" and
+    # "a" are stop words or too short: only "car" remains.
+    assert F.shape == (1, 4)
+    assert F.toarray().tolist() == [[1.0, 0.0, 1.0, 0.0]]

@@ -102,8 +102,10 @@ class EvaluationConfig:
 
     k: list[int] = field(default_factory=lambda: [10, 20])
     """Cut-offs K of Recall@K and NDCG@K."""
-    batch_size: int = 2048
-    """Users scored per batch; bounds memory at batch_size × n_items scores."""
+    batch_size: int = 256
+    """Users scored per batch. Each evaluation thread keeps a few batch_size × n_items score
+    and index arrays. Small batches let the allocator reuse those arrays instead of
+    mapping fresh pages for every batch."""
     mask_val_in_test: bool = False
     """Also exclude validation items when ranking for test. The L3AE research code excludes
     training items only, which is the default."""
@@ -123,10 +125,18 @@ class ComputeConfig:
     """Floating type of the dense item × item matrices: float32 or float64."""
     blas_threads: int | None = None
     """Threads of the BLAS library during fits; null leaves the library's default."""
+    backend: str = "numpy"
+    """Library of the closed forms: numpy (LAPACK) or torch. torch runs EASE, L3AE and the
+    collective and additive fusions on `device`; the other solvers always use NumPy."""
+    device: str = "auto"
+    """torch device of the torch backend: auto (CUDA when available, else CPU), cpu, cuda or
+    cuda:N."""
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"compute.dtype must be float32 or float64, got {self.dtype!r}.")
+        if self.backend not in ("numpy", "torch"):
+            raise ConfigError(f"compute.backend must be numpy or torch, got {self.backend!r}.")
         if self.blas_threads is not None and self.blas_threads < 1:
             raise ConfigError(f"compute.blas_threads must be ≥ 1 or null, got {self.blas_threads}.")
 

@@ -9,15 +9,20 @@ compared with the targets:
     NDCG@K   = DCG@K / Σ_{r ≤ min(K, |targets|)} 1 / log₂(r + 1)
 
 Recall divides by |targets| (not min(K, |targets|)), as the L3AE research code does. Users
-without targets are skipped and counted. Users are scored in batches, so memory is bounded by
-batch_size × n_items scores.
+without targets are skipped and counted. Users are scored in batches (a sparse × dense product
+for item-item models), the top K of each batch found with `argpartition`, and the metrics
+computed on the whole hit matrix at once. Batches run on `workers` threads, because the
+sparse product and `argpartition` release the GIL, so memory is bounded by
+workers × batch_size × n_items scores (and their int64 partition indices).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +31,11 @@ import scipy.sparse as sp
 log = logging.getLogger(__name__)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-"""Maps an array of user indices to a dense (len(users) × n_items) score matrix."""
+"""Maps an array of user indices to a new dense (len(users) × n_items) score matrix, which the
+evaluation overwrites (excluded items become −∞)."""
+
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+"""Threads scoring batches at once: the CPU count, at most 4."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,10 @@ def item_item_scorer(X: sp.csr_matrix, B: np.ndarray) -> Scorer:
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Return the column indices of the k largest scores per row, best first."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    n = scores.shape[1]
+    k = min(k, n)
+    # Partitioning at n − k puts the k largest in the last k columns without negating scores.
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
 
@@ -65,7 +76,8 @@ def evaluate(
     targets: sp.csr_matrix,
     exclude: Sequence[sp.csr_matrix],
     k_values: Sequence[int],
-    batch_size: int = 2048,
+    batch_size: int = 256,
+    workers: int = DEFAULT_WORKERS,
 ) -> EvaluationResult:
     """Rank all items for every user with targets and compute Recall@K and NDCG@K.
 
@@ -90,13 +102,23 @@ def evaluate(
     width = min(k_max, targets.shape[1])
     hits_all = np.zeros((len(users), width), dtype=bool)
 
-    for start in range(0, len(users), batch_size):
+    def rank_batch(start: int) -> None:
         batch = users[start : start + batch_size]
-        scores = np.array(scorer(batch), dtype=np.float32, copy=True)
+        scores = np.asarray(scorer(batch))
+        if scores.dtype not in (np.float32, np.float64) or not scores.flags.writeable:
+            scores = scores.astype(np.float32)
         rows, columns = excluded[batch].nonzero()
         scores[rows, columns] = -np.inf
         ranked = top_k(scores, k_max)
         hits_all[start : start + len(batch)] = _is_target(targets[batch], ranked)
+
+    starts = range(0, len(users), batch_size)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(rank_batch, starts))
+    else:
+        for start in starts:
+            rank_batch(start)
 
     per_user: dict[str, np.ndarray] = {}
     counts = n_targets[users]

@@ -23,7 +23,7 @@ from l3ae_bench.data.interactions import Interactions
 from l3ae_bench.data.registry import load_dataset, parse_dataset_config
 from l3ae_bench.encoders import embed_items, parse_encoder_config
 from l3ae_bench.evaluation import EvaluationResult, evaluate, item_item_scorer
-from l3ae_bench.solvers import FitInputs, SolverSpec, parse_solver_config
+from l3ae_bench.solvers import FitInputs, Fitted, SolverSpec, parse_solver_config
 from l3ae_bench.tracking import (
     default_tracking_uri,
     flatten,
@@ -131,13 +131,25 @@ def _execute(job: JobConfig, run: Any) -> dict[str, float]:
     else:
         log.info("Solver %s reads no embeddings; the encoder is not run", job.solver_spec.name)
 
+    spec, compute = job.solver_spec, job.compute
+    if compute.backend == "torch" and not spec.torch_backend:
+        log.warning("Solver %s has no torch route; it runs on NumPy", spec.name)
+    inputs = FitInputs(
+        data.train,
+        E,
+        compute.dtype,
+        item_texts=data.item_texts if spec.uses_texts else None,
+        reuse=False,
+        backend=compute.backend,
+        device=compute.device,
+    )
     started = time.perf_counter()
-    with threadpool_limits(limits=job.compute.blas_threads, user_api="blas"):
-        B = job.solver_spec.fit(FitInputs(data.train, E, job.compute.dtype), job.solver)
+    with threadpool_limits(limits=compute.blas_threads, user_api="blas"):
+        fitted = spec.fit(inputs, job.solver)
     timings["time/fit_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    results = _evaluate_splits(job, data, B)
+    results = _evaluate_splits(job, data, fitted)
     timings["time/evaluation_s"] = time.perf_counter() - started
 
     metrics: dict[str, float] = {}
@@ -155,9 +167,11 @@ def _execute(job: JobConfig, run: Any) -> dict[str, float]:
     return metrics
 
 
-def _evaluate_splits(job: JobConfig, data: Interactions, B: Any) -> dict[str, EvaluationResult]:
+def _evaluate_splits(
+    job: JobConfig, data: Interactions, fitted: Fitted
+) -> dict[str, EvaluationResult]:
     """Evaluate on validation (train items excluded) and test (train, optionally val, excluded)."""
-    scorer = item_item_scorer(data.train, B)
+    scorer = fitted if callable(fitted) else item_item_scorer(data.train, fitted)
     settings = job.evaluation
     test_exclude = [data.train, data.val] if settings.mask_val_in_test else [data.train]
     results = {}

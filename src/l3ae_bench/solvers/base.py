@@ -1,14 +1,16 @@
 """What every closed-form solver receives and returns.
 
-A solver is a plain function `fit(inputs, config) -> B` that maps the training interactions X
-(and, for text-aware solvers, the item embeddings E) to a dense item × item weight matrix B.
-Scores of a user are then x_u · B. Solvers never touch tracking, configuration files or encoders.
+A solver is a plain function `fit(inputs, config) -> B`. It maps the training interactions X
+(and, for text-aware solvers, the item embeddings E or the item texts) to a dense item × item
+weight matrix B, and the scores of a user are then x_u · B. The few models whose scores are no such
+product (item popularity, SGFCF) return a `UserScorer` instead. Solvers never touch tracking,
+configuration files or encoders.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -16,53 +18,127 @@ import numpy as np
 import scipy.sparse as sp
 
 from l3ae_bench.errors import SolverError
-from l3ae_bench.solvers.linalg import gram
+from l3ae_bench.solvers.linalg import check_memory, gram
+from l3ae_bench.solvers.semantic import WoodburyFactors, woodbury_factors
+from l3ae_bench.solvers.words import bag_of_words
 
 log = logging.getLogger(__name__)
 
+MAX_KEPT_FACTORS = 16
+"""Woodbury factor sets (d × n each) kept per `FitInputs`; the oldest is dropped beyond this."""
+
+UserScorer = Callable[[np.ndarray], np.ndarray]
+"""Maps user indices (rows of X) to a fresh dense (len(users) × n_items) score matrix."""
+
+Fitted = np.ndarray | UserScorer
+"""The result of a fit: an item × item matrix B (scores x_u · B), or a scorer of user rows for
+models whose scores are not a product with one item × item matrix."""
+
 
 class FitInputs:
-    """Training data of one fit, with the Gram matrix G = XᵀX built once and reused.
+    """Training data of one or many fits, with the expensive shared pieces built once.
 
-    Solvers that factor G in place call `gram()`, which returns a fresh copy each time, so one
-    `FitInputs` can serve many fits of the same data (hyperparameter search, several solvers).
+    The Gram matrix G = XᵀX, the Woodbury factors of the semantic side per λ_F, and the
+    bag-of-words matrix of the item texts are computed on first use and kept, so a
+    hyperparameter search re-fits without recomputing them. With `reuse=False` (one fit per
+    process, as a plain job does), `gram()` hands its matrix over instead of keeping a copy,
+    which saves one n × n buffer.
     """
 
     def __init__(
-        self, X: sp.csr_matrix, E: np.ndarray | None = None, dtype: str | np.dtype = "float32"
+        self,
+        X: sp.csr_matrix,
+        E: np.ndarray | None = None,
+        dtype: str | np.dtype = "float32",
+        item_texts: Sequence[str] | None = None,
+        reuse: bool = True,
+        backend: str = "numpy",
+        device: str = "auto",
     ) -> None:
-        self.X = X
+        self.X = sp.csr_matrix(X)
         self.dtype = np.dtype(dtype)
         self.E = None if E is None else np.ascontiguousarray(E, dtype=self.dtype)
+        self.item_texts = None if item_texts is None else list(item_texts)
+        self.reuse = reuse
+        self.backend = backend
+        self.device = device
         self._gram: np.ndarray | None = None
+        self._woodbury: dict[float, WoodburyFactors] = {}
+        self._words: sp.csr_matrix | None = None
         if self.E is not None and self.E.shape[0] != X.shape[1]:
             raise SolverError(
                 f"The item embeddings have {self.E.shape[0]} rows but the interaction matrix "
                 f"has {X.shape[1]} items; both must index the same items."
             )
+        if self.item_texts is not None and len(self.item_texts) != X.shape[1]:
+            raise SolverError(
+                f"{len(self.item_texts)} item texts were given for {X.shape[1]} items; both "
+                "must index the same items."
+            )
+        if backend not in ("numpy", "torch"):
+            raise SolverError(f"compute.backend must be numpy or torch, got {backend!r}.")
 
     @property
     def n_items(self) -> int:
         return self.X.shape[1]
 
-    def gram(self, keep: bool = True) -> np.ndarray:
-        """Return a writable copy of G = XᵀX in `self.dtype`.
+    @property
+    def uses_torch(self) -> bool:
+        return self.backend == "torch"
 
-        With keep=False, the cached matrix itself is handed over and forgotten, which saves one
-        n × n copy when no further fit will need it.
+    def check_memory(
+        self, n_matrices: int, what: str, uses_gram: bool = False, torch_capable: bool = False
+    ) -> None:
+        """Check that a fit holding `n_matrices` n × n buffers at once fits in host memory.
+
+        `n_matrices` counts the solver's own NumPy buffers, including its copy of G. When the fit
+        reads G and G is neither built yet nor handed over (`reuse=True`), the kept G counts
+        too. On the torch backend the Cholesky factor and the inverse are two more buffers,
+        because torch writes neither over its input.
+        """
+        extra = 1 if uses_gram and self.reuse and self._gram is None else 0
+        if torch_capable and self.uses_torch:
+            extra += 2
+        check_memory(self.n_items, self.dtype, n_matrices + extra, what)
+
+    def gram(self) -> np.ndarray:
+        """Return a writable G = XᵀX in `self.dtype` that the caller may overwrite.
+
+        With reuse=True the kept matrix is copied; with reuse=False it is handed over and
+        forgotten, so a later call builds it again.
         """
         if self._gram is None:
-            self._gram = gram(self.X, self.dtype)
-        if keep:
-            return self._gram.copy()
-        G, self._gram = self._gram, None
-        return G
+            G = gram(self.X, self.dtype)
+            if not self.reuse:
+                return G
+            self._gram = G
+        return self._gram.copy()
 
     def embeddings(self, solver: str) -> np.ndarray:
         """Return E, or raise when the solver needs embeddings and none were given."""
         if self.E is None:
             raise SolverError(f"Solver {solver} needs item embeddings, but no encoder ran.")
         return self.E
+
+    def woodbury(self, lambda_f: float, solver: str) -> WoodburyFactors:
+        """Return the Woodbury factors of (EEᵀ + λ_F I)⁻¹, computed once per λ_F."""
+        factors = self._woodbury.get(lambda_f)
+        if factors is None:
+            factors = woodbury_factors(self.embeddings(solver), lambda_f)
+            if len(self._woodbury) >= MAX_KEPT_FACTORS:
+                self._woodbury.pop(next(iter(self._woodbury)))
+            self._woodbury[lambda_f] = factors
+        else:
+            log.debug("Reusing the Woodbury factors for λ_F=%g", lambda_f)
+        return factors
+
+    def words(self, solver: str) -> sp.csr_matrix:
+        """Return the binary word × item matrix F of the item texts, built once."""
+        if self.item_texts is None:
+            raise SolverError(f"Solver {solver} needs item texts, but none were given.")
+        if self._words is None:
+            self._words = bag_of_words(self.item_texts)
+        return self._words
 
 
 @dataclass(frozen=True)
@@ -94,8 +170,12 @@ class SolverSpec:
 
     name: str
     config_class: type
-    fit: Callable[[FitInputs, Any], np.ndarray]
+    fit: Callable[[FitInputs, Any], Fitted]
     uses_embeddings: bool
     """Whether `fit` reads the item embeddings E (so the encoder must run first)."""
     uses_interactions: bool = True
     """Whether `fit` reads X; text-only solvers do not."""
+    uses_texts: bool = False
+    """Whether `fit` reads the item texts (the bag-of-words fusions)."""
+    torch_backend: bool = False
+    """Whether `fit` runs on torch when `compute.backend=torch`; others always use NumPy."""

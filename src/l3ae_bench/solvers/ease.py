@@ -14,7 +14,7 @@ import numpy as np
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
-from l3ae_bench.solvers.linalg import add_to_diagonal, check_memory, ease_from_inverse, spd_inverse
+from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, spd_inverse
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,28 @@ class EASEConfig:
             raise ConfigError(f"solver.lambda_x (λ_X) must be > 0 for EASE, got {self.lambda_x}.")
 
 
+def ease_weights(A: np.ndarray, what: str, inputs: FitInputs) -> np.ndarray:
+    """Return B = I − P·diag(1/diag(P)) for P = A⁻¹, on the backend that `inputs` names.
+
+    A is symmetric positive definite and is overwritten (NumPy) or may be (torch on the CPU).
+    """
+    if inputs.uses_torch:
+        from l3ae_bench.solvers.torch_backend import ease_weights_torch, resolve_device
+
+        return ease_weights_torch(A, what, resolve_device(inputs.device))
+    return ease_from_inverse(spd_inverse(A, what))
+
+
 def fit_ease(inputs: FitInputs, config: EASEConfig) -> np.ndarray:
     """Return the EASE weights B (n_items × n_items, zero diagonal)."""
     started = time.perf_counter()
-    check_memory(inputs.n_items, inputs.dtype, 2, "EASE")
+    inputs.check_memory(1, "EASE", uses_gram=True, torch_capable=True)
 
     log.debug("EASE: building G + λ_X·I with λ_X=%g", config.lambda_x)
     A = inputs.gram()
     add_to_diagonal(A, config.lambda_x)
 
     log.debug("EASE: inverting and scaling columns")
-    B = ease_from_inverse(spd_inverse(A, "XᵀX + λ_X·I"))
+    B = ease_weights(A, "XᵀX + λ_X·I", inputs)
     log.info("Fitted EASE on %d items in %.2fs", inputs.n_items, time.perf_counter() - started)
     return B

@@ -7,8 +7,8 @@ with C from `semantic.semantic_matrix` (ridge λ_F). The closed form is
     B = λ_E·P·C − P·diag(ν),   ν_j = (1 + λ_E (PC)_jj) / P_jj,   then diag(B) = 0.
 
 λ_X may be negative as long as λ_X + λ_E > 0, which keeps XᵀX + (λ_X + λ_E)I positive definite.
-When d < n, P·C is formed in O(n²d) through the Woodbury form of the semantic inverse
-instead of an n × n × n product.
+When d < n, the Woodbury form of the semantic inverse turns B into P·diag(a) + (P·E)·(W·diag(b))
+(see `l3ae_column_scales`): one n × n buffer, P's own, and O(n²d) work next to the inverse.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
-from l3ae_bench.solvers.linalg import add_to_diagonal, check_memory, spd_inverse
-from l3ae_bench.solvers.semantic import semantic_matrix, use_woodbury, woodbury_factors
+from l3ae_bench.solvers.linalg import add_product, add_to_diagonal, matmul, spd_inverse
+from l3ae_bench.solvers.semantic import WoodburyFactors, semantic_matrix, use_woodbury
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +58,72 @@ def fit_l3ae(inputs: FitInputs, config: L3AEConfig) -> np.ndarray:
     """Return the L3AE weights B (n_items × n_items, zero diagonal)."""
     started = time.perf_counter()
     E = inputs.embeddings("l3ae")
-    lambda_e = config.lambda_e
-    check_memory(inputs.n_items, inputs.dtype, 2, "L3AE")
+    woodbury = use_woodbury(E)
+    # The Woodbury route works in P's own buffer, and the dense route also keeps C and P·C.
+    inputs.check_memory(1 if woodbury else 3, "L3AE", uses_gram=True, torch_capable=True)
 
-    log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I")
+    log.debug("L3AE: building XᵀX + (λ_X + λ_E)·I")
     A = inputs.gram()
-    add_to_diagonal(A, config.lambda_x + lambda_e)
-    P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
+    add_to_diagonal(A, config.lambda_x + config.lambda_e)
+    if woodbury:
+        factors = inputs.woodbury(config.lambda_f, "l3ae")
+        if inputs.uses_torch:
+            from l3ae_bench.solvers.torch_backend import l3ae_weights_torch, resolve_device
 
-    # R = P − P·C, so that P·C = P − R. Through Woodbury, P·P_F = (P − (P·E)·W) / λ_F and
-    # C = I − P_F·diag(1/diag(P_F)) give R = P·P_F·diag(1/diag(P_F)).
-    if use_woodbury(E):
-        log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
-        factors = woodbury_factors(E, config.lambda_f)
-        R = (P @ E) @ factors.W
-        np.subtract(P, R, out=R)
-        R /= (config.lambda_f * factors.diagonal).astype(R.dtype)[np.newaxis, :]
+            device = resolve_device(inputs.device)
+            B = l3ae_weights_torch(A, E, factors, config.lambda_e, device)
+        else:
+            B = _l3ae_woodbury(A, E, factors, config.lambda_e)
     else:
-        log.debug("L3AE: P·C by a dense product, d=%d ≥ n", E.shape[1])
-        C = semantic_matrix(E, config.lambda_f)
-        R = P @ C
-        np.subtract(P, R, out=R)
-        del C
-
-    log.debug("L3AE: combining into B with λ_E=%g", lambda_e)
-    P_diagonal = np.diag(P).astype(np.float64)
-    PC_diagonal = P_diagonal - np.diag(R)
-    nu = (1.0 + lambda_e * PC_diagonal) / P_diagonal
-    P *= (lambda_e - nu).astype(P.dtype)[np.newaxis, :]
-    R *= -lambda_e
-    R += P
-    del P
-    np.fill_diagonal(R, 0.0)
+        B = _l3ae_dense(A, semantic_matrix(E, config.lambda_f), config.lambda_e)
     log.info("Fitted L3AE on %d items in %.2fs", inputs.n_items, time.perf_counter() - started)
-    return R
+    return B
+
+
+def l3ae_column_scales(
+    P_diagonal: np.ndarray, Q_diagonal: np.ndarray, factors: WoodburyFactors, lambda_e: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a and b of B = P·diag(a) + Q·diag(b), where Q = (P·E)·W (float64, length n).
+
+    With P_F = (I − E·W)/λ_F and s_j = 1/(λ_F·diag(P_F)_j), P·C = P·diag(1 − s) + Q·diag(s), so
+    B = λ_E·P·C − P·diag(ν) gives a = λ_E(1 − s) − ν and b = λ_E·s, with
+    ν_j = (1 + λ_E (PC)_jj) / P_jj and (PC)_jj = P_jj (1 − s_j) + Q_jj s_j.
+    """
+    s = 1.0 / (factors.lambda_f * factors.diagonal)
+    PC_diagonal = P_diagonal * (1.0 - s) + Q_diagonal * s
+    nu = (1.0 + lambda_e * PC_diagonal) / P_diagonal
+    return lambda_e * (1.0 - s) - nu, lambda_e * s
+
+
+def _l3ae_woodbury(
+    A: np.ndarray, E: np.ndarray, factors: WoodburyFactors, lambda_e: float
+) -> np.ndarray:
+    """Compute B in A's buffer: P = A⁻¹ scaled by columns, plus the rank-d term (P·E)·W."""
+    log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I")
+    P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
+    log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
+    PE = matmul(P, E)
+    P_diagonal = np.diag(P).astype(np.float64)
+    # diag(Q) = diag((P·E)·W): row i of P·E dotted with column i of W.
+    Q_diagonal = np.einsum("ij,ji->i", PE.astype(np.float64), factors.W.astype(np.float64))
+    a, b = l3ae_column_scales(P_diagonal, Q_diagonal, factors, lambda_e)
+    P *= a.astype(P.dtype)[np.newaxis, :]
+    add_product(P, PE, factors.W * b.astype(P.dtype)[np.newaxis, :])
+    np.fill_diagonal(P, 0.0)
+    return P
+
+
+def _l3ae_dense(A: np.ndarray, C: np.ndarray, lambda_e: float) -> np.ndarray:
+    """Compute B = λ_E·P·C − P·diag(ν) with a dense C (d ≥ n), holding P, C and P·C."""
+    log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I and forming P·C densely")
+    P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
+    PC = matmul(P, C)
+    del C
+    P_diagonal = np.diag(P).astype(np.float64)
+    nu = (1.0 + lambda_e * np.diag(PC).astype(np.float64)) / P_diagonal
+    PC *= lambda_e
+    P *= (-nu).astype(P.dtype)[np.newaxis, :]
+    PC += P
+    del P
+    np.fill_diagonal(PC, 0.0)
+    return PC

@@ -9,36 +9,70 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import psutil
 import scipy.sparse as sp
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from l3ae_bench.errors import SolverError
 
 log = logging.getLogger(__name__)
 
 
-def check_memory(n_items: int, dtype: np.dtype, n_matrices: int, what: str) -> None:
-    """Raise `SolverError` when `n_matrices` dense n × n matrices do not fit in available memory."""
-    needed = n_matrices * n_items * n_items * np.dtype(dtype).itemsize
-    available = psutil.virtual_memory().available
+def matrix_bytes(n_items: int, dtype: np.dtype | str, n_matrices: int = 1) -> int:
+    """Return the bytes of `n_matrices` dense n × n matrices of `dtype`."""
+    return n_matrices * n_items * n_items * np.dtype(dtype).itemsize
+
+
+def available_memory() -> int:
+    """Return the bytes of host memory available to new allocations, as psutil reports them."""
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(
+    n_items: int,
+    dtype: np.dtype | str,
+    n_matrices: int,
+    what: str,
+    available: int | None = None,
+    where: str = "memory",
+) -> None:
+    """Raise `SolverError` when `n_matrices` dense n × n matrices do not fit in `available` bytes.
+
+    Solvers call this before they allocate any n × n buffer, with the largest number of such
+    buffers alive at once. `available` defaults to the host memory available now; `where` names
+    the memory in the message (host memory or a GPU).
+    """
+    needed = matrix_bytes(n_items, dtype, n_matrices)
+    if available is None:
+        available = available_memory()
     log.debug("%s needs about %.2f GB, %.2f GB available", what, needed / 1e9, available / 1e9)
     if needed > available:
+        matrices = "matrix" if n_matrices == 1 else "matrices"
+        halve = "Use "
+        if np.dtype(dtype) == np.float64:
+            halve = "Use compute.dtype=float32 (half the memory of float64), "
         raise SolverError(
             f"{what} needs about {needed / 1e9:.1f} GB for {n_matrices} dense {n_items} × "
-            f"{n_items} {np.dtype(dtype).name} matrices, but only {available / 1e9:.1f} GB of "
-            "memory is available. Use compute.dtype=float32 (half the memory of float64), "
-            "filter the catalog to fewer items, or run on a machine with more memory."
+            f"{n_items} {np.dtype(dtype).name} {matrices}, but only {available / 1e9:.1f} GB of "
+            f"{where} is available. {halve}a catalog with fewer items (about "
+            f"{_items_that_fit(available, dtype, n_matrices)} fit), or a machine with more memory."
         )
+
+
+def _items_that_fit(available: int, dtype: np.dtype | str, n_matrices: int) -> int:
+    """Return the largest n whose n_matrices dense n × n matrices fit in `available` bytes."""
+    return int((available / (n_matrices * np.dtype(dtype).itemsize)) ** 0.5)
 
 
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
     """Return G = XᵀX as a dense matrix; its diagonal holds the item counts."""
     started = time.perf_counter()
-    X = X.astype(dtype, copy=False)
-    G = (X.T @ X).toarray()
+    G = np.empty((X.shape[1], X.shape[1]), dtype=dtype)
+    for start, stop, part in _sparse_gram_blocks(X, G.dtype):
+        G[start:stop] = part
     log.debug("Built the %d × %d Gram matrix in %.2fs", *G.shape, time.perf_counter() - started)
     return G
 
@@ -90,9 +124,19 @@ def spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
     return inverse.T
 
 
-def _mirror_lower(M: np.ndarray, block: int = 512) -> None:
+def block_size(n: int, largest: int = 1024) -> int:
+    """Return a block width for n × n sweeps: at most `largest` and at most n/16 (at least 16).
+
+    The temporaries of a blocked sweep are n × block, so they stay a small fraction of one
+    n × n matrix at every n.
+    """
+    return max(16, min(largest, n // 16))
+
+
+def _mirror_lower(M: np.ndarray) -> None:
     """Copy the lower triangle of square M onto its upper triangle, one row block at a time."""
     n = M.shape[0]
+    block = block_size(n, 512)
     for start in range(0, n, block):
         stop = min(start + block, n)
         diagonal_block = M[start:stop, start:stop]
@@ -109,3 +153,91 @@ def ease_from_inverse(P: np.ndarray) -> np.ndarray:
     P /= -diagonal[np.newaxis, :]
     np.fill_diagonal(P, 0.0)
     return P
+
+
+def add_product(M: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Add alpha · a @ b to the C-contiguous matrix M in place through BLAS gemm, and return M.
+
+    No temporary of M's size is made: gemm updates M's memory directly, which is what keeps a
+    rank-d update of an n × n matrix within the memory of that matrix.
+    """
+    if not M.flags.c_contiguous:
+        raise ValueError("add_product needs a C-contiguous output matrix")
+    gemm = blas.sgemm if M.dtype == np.float32 else blas.dgemm
+    # M += α·a·b is Mᵀ += α·bᵀ·aᵀ, and Mᵀ of a C-contiguous M is Fortran-ordered.
+    a = a.astype(M.dtype, copy=False)
+    b = b.astype(M.dtype, copy=False)
+    result = gemm(alpha, b.T, a.T, beta=1.0, c=M.T, overwrite_c=True)
+    if not np.shares_memory(result, M):
+        M[...] = result.T
+    return M
+
+
+def add_gram_of_rows(M: np.ndarray, E: np.ndarray, alpha: float) -> np.ndarray:
+    """Add alpha · E Eᵀ to the symmetric C-contiguous matrix M in place (BLAS syrk), return M."""
+    if not M.flags.c_contiguous:
+        raise ValueError("add_gram_of_rows needs a C-contiguous output matrix")
+    syrk = blas.ssyrk if M.dtype == np.float32 else blas.dsyrk
+    E = np.ascontiguousarray(E, dtype=M.dtype)
+    # With trans=1, syrk forms α·AᵀA + C for A = Eᵀ (a Fortran view of E), writing one
+    # triangle of the Fortran view Mᵀ; mirroring restores the full symmetric matrix.
+    result = syrk(alpha, E.T, beta=1.0, c=M.T, trans=1, lower=True, overwrite_c=True)
+    if not np.shares_memory(result, M):
+        M[...] = result.T
+        return M
+    _mirror_lower(M.T)
+    return M
+
+
+def zero_diagonal(M: np.ndarray) -> np.ndarray:
+    """Set the diagonal of square M to zero in place and return M."""
+    np.fill_diagonal(M, 0.0)
+    return M
+
+
+def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
+    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M."""
+    for start, stop, part in _sparse_gram_blocks(F, M.dtype):
+        if alpha != 1.0:
+            part *= alpha
+        M[start:stop] += part
+    return M
+
+
+def _sparse_gram_blocks(F: sp.spmatrix, dtype: np.dtype) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield FᵀF of a sparse F (rows × n) as dense blocks of rows: (start, stop, rows).
+
+    The sparse product then never has more than block × n entries, however dense FᵀF is, and
+    each block fills contiguous rows of a C-ordered n × n matrix.
+    """
+    Ft = sp.csr_matrix(F.T, dtype=dtype)
+    F = sp.csr_matrix(F, dtype=dtype)
+    n = F.shape[1]
+    block = block_size(n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        yield start, stop, (Ft[start:stop] @ F).toarray()
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a @ b as a C-contiguous array, computed by SciPy's BLAS gemm.
+
+    The NumPy and SciPy wheels bundle separate OpenBLAS builds, each with its own thread pool,
+    and SciPy's runs potrf and potri. Keeping a fit's dense products on SciPy's build too means
+    one pool at a time works on the cores. Both operands take the dtype of a (at least float32).
+    """
+    dtype = np.result_type(a.dtype, np.float32)
+    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    # (a·b)ᵀ = bᵀ·aᵀ, and a Fortran-ordered (a·b)ᵀ is a·b in C order.
+    left, trans_left = _gemm_operand(b.T.astype(dtype, copy=False))
+    right, trans_right = _gemm_operand(a.T.astype(dtype, copy=False))
+    return gemm(1.0, left, right, trans_a=trans_left, trans_b=trans_right).T
+
+
+def _gemm_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return a Fortran-ordered array and gemm's trans flag that together stand for a."""
+    if a.flags.f_contiguous:
+        return a, 0
+    if a.flags.c_contiguous:
+        return a.T, 1
+    return np.asfortranarray(a), 0

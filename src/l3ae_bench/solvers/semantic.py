@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
-from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, spd_inverse
+from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, matmul, spd_inverse
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +33,37 @@ class WoodburyFactors:
 
 
 def use_woodbury(E: np.ndarray) -> bool:
-    """Whether the d × d route is cheaper than the n × n inverse (d < n)."""
+    """Return whether the d × d route is cheaper than the n × n inverse (d < n)."""
     return E.shape[1] < E.shape[0]
 
 
 def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
-    """Compute the low-rank form of P_F = (EEᵀ + λ_F I)⁻¹ in O(n·d²)."""
+    """Compute the low-rank form of P_F = (EEᵀ + λ_F I)⁻¹ in O(n·d²).
+
+    With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), W = K·Eᵀ = (E·K)ᵀ, and diag(E·W) is the
+    row-wise dot product of E and E·K; one n × d product in float64 gives both.
+    """
     E64 = E.astype(np.float64, copy=False)
-    inner = E64.T @ E64
+    inner = matmul(E64.T, E64)
     add_to_diagonal(inner, lambda_f)
-    W64 = np.linalg.solve(inner, E64.T)
-    # diag(E·W) is the row-wise dot product of E and Wᵀ.
-    diagonal = (1.0 - np.einsum("ij,ji->i", E64, W64)) / lambda_f
-    return WoodburyFactors(W=W64.astype(E.dtype), diagonal=diagonal, lambda_f=lambda_f)
+    K = cho_solve(cho_factor(inner, lower=True), np.eye(len(inner)))
+    EK = matmul(E64, K)
+    diagonal = (1.0 - np.einsum("ij,ij->i", E64, EK)) / lambda_f
+    return WoodburyFactors(
+        W=np.ascontiguousarray(EK.T, dtype=E.dtype), diagonal=diagonal, lambda_f=lambda_f
+    )
+
+
+def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray:
+    """Return C from its Woodbury factors: C_ij = (E·W)_ij / (λ_F·diag(P_F)_j) off the diagonal.
+
+    C = I − P_F·diag(1/diag(P_F)) with P_F = (I − E·W)/λ_F; the identity only touches the
+    diagonal, which is zeroed. One GEMM of O(n²d) into a single n × n buffer.
+    """
+    scale = 1.0 / (factors.lambda_f * factors.diagonal)
+    C = matmul(E, factors.W * scale.astype(factors.W.dtype)[np.newaxis, :])
+    np.fill_diagonal(C, 0.0)
+    return C
 
 
 def semantic_matrix(E: np.ndarray, lambda_f: float) -> np.ndarray:
@@ -53,16 +72,10 @@ def semantic_matrix(E: np.ndarray, lambda_f: float) -> np.ndarray:
     n, d = E.shape
     if use_woodbury(E):
         log.debug("Semantic matrix: Woodbury route, d=%d < n=%d", d, n)
-        factors = woodbury_factors(E, lambda_f)
-        C = E @ factors.W
-        np.negative(C, out=C)
-        add_to_diagonal(C, 1.0)
-        C /= lambda_f
-        C /= -factors.diagonal.astype(E.dtype)[np.newaxis, :]
-        np.fill_diagonal(C, 0.0)
+        C = semantic_from_factors(E, woodbury_factors(E, lambda_f))
     else:
         log.debug("Semantic matrix: direct inverse, d=%d ≥ n=%d", d, n)
-        A = E @ E.T
+        A = matmul(E, E.T)
         add_to_diagonal(A, lambda_f)
         C = ease_from_inverse(spd_inverse(A, "EEᵀ + λ_F·I"))
     log.debug("Semantic matrix C (%d items) in %.2fs", n, time.perf_counter() - started)
