@@ -7,6 +7,7 @@ folder Hydra runs the job in.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 SECRET_KEY_PATTERN = re.compile(r"api[_-]?key|token|secret|password|authorization", re.I)
 URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 REDACTED = "***"
+SQLITE_PREFIX = "sqlite:///"
 MAX_PARAM_LENGTH = 6000
 # Limits of one MLflow log_batch request.
 MAX_METRICS_PER_BATCH = 1000
@@ -158,6 +160,26 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
 
 
 @contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock next to an SQLite store (no-op for other stores).
+
+    MLflow creates the tables of a new SQLite store on first use, and two processes doing that
+    at once (parallel jobs of a multirun) fail with "table already exists".
+    """
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    path = Path(tracking_uri.removeprefix(SQLITE_PREFIX) + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def start_job_run(
     tracking_uri: str,
     experiment: str,
@@ -172,7 +194,8 @@ def start_job_run(
     """
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    experiment_id = ensure_experiment(client, experiment, artifact_root)
+    with store_lock(tracking_uri):
+        experiment_id = ensure_experiment(client, experiment, artifact_root)
     all_tags = {key: str(value) for key, value in tags.items()}
     all_tags["mlflow.runName"] = run_name
     if parent_run_id:
@@ -193,7 +216,9 @@ def resume_job_run(tracking_uri: str, run_id: str) -> Iterator[JobRun]:
     """
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    if find_run(tracking_uri, run_id) is None:
+    with store_lock(tracking_uri):
+        found = find_run(tracking_uri, run_id)
+    if found is None:
         raise ConfigError(
             f"MLflow run {run_id} not found (or deleted) in {tracking_uri}; pass the id of an "
             "active run in this tracking store, or unset search.parent_run_id and "
@@ -298,10 +323,16 @@ def search_runs(tracking_uri: str, experiment: str) -> list[Run]:
 
 
 def load_artifact_arrays(tracking_uri: str, run_id: str, path: str) -> dict[str, np.ndarray]:
-    """Download a `.npz` artifact of a run and return its arrays."""
+    """Download a `.npz` artifact of a run and return its arrays.
+
+    Raises FileNotFoundError when the run has no such artifact.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
-        )
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except MlflowException as error:
+            raise FileNotFoundError(f"Run {run_id} has no artifact {path}: {error}") from error
         with np.load(local) as archive:
             return {key: archive[key] for key in archive.files}

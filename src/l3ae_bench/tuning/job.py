@@ -160,9 +160,11 @@ def plan_study(values: Mapping[str, Any], search: SearchConfig) -> StudyPlan:
         spec.name,
         fixed,
     )
-    storage = open_storage(location)
     lock = StorageLock(location, Path(paths.root) / "optuna")
+    # Under the lock: a new SQLite storage creates its tables on opening, which two processes
+    # must not do at once.
     with lock.hold():
+        storage = open_storage(location)
         study = open_study(storage, name, search.direction, study_settings(values, search, spec))
     log.info(
         "Study %r in %s: searching %s%s",

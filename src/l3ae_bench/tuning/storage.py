@@ -34,6 +34,8 @@ SQLITE_PREFIX = "sqlite:///"
 SQLITE_BUSY_TIMEOUT_S = 60
 STUDY_SETTINGS_ATTR = "l3ae_bench.settings"
 PARENT_RUN_ATTR = "l3ae_bench.mlflow_parent_run_id"
+# Not ".lock": Optuna's journal file backend creates `<file>.lock` as its own lock.
+LOCK_SUFFIX = ".l3ae-lock"
 
 
 def default_storage_url(root: str | Path) -> str:
@@ -122,10 +124,10 @@ class StorageLock:
 
     def __init__(self, location: StorageLocation, fallback_folder: Path) -> None:
         if location.file is not None:
-            self.path = location.file.with_name(location.file.name + ".lock")
+            self.path = location.file.with_name(location.file.name + LOCK_SUFFIX)
         else:
             digest = hashlib.sha256(location.url.encode()).hexdigest()[:16]
-            self.path = fallback_folder / f"storage-{digest}.lock"
+            self.path = fallback_folder / f"storage-{digest}{LOCK_SUFFIX}"
 
     @contextmanager
     def hold(self) -> Iterator[None]:

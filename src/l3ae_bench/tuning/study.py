@@ -315,7 +315,9 @@ def find_identical_trial(
 
 def _reuse(previous: FrozenTrial) -> TrialResult:
     if previous.state == TrialState.COMPLETE:
-        return TrialResult(dict(previous.user_attrs[METRICS_ATTR]))
+        # The earlier trial's timings do not describe this one, which fits nothing.
+        metrics = previous.user_attrs[METRICS_ATTR]
+        return TrialResult({key: value for key, value in metrics.items() if "time/" not in key})
     raise RepeatedFailureError(
         f"Trial {previous.number} with the same parameters failed: "
         f"{previous.user_attrs.get(ERROR_ATTR, 'unknown error')}"
