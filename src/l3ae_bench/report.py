@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TEST_METRIC = re.compile(r"^test/(recall|ndcg)_at_(\d+)$")
 SIGNIFICANCE_TESTS = ("ttest", "wilcoxon")
 EXCLUDED_KINDS = ("trial", "report")
+NO_ENCODER = "–"
+METRIC_ORDER = {"recall": 0, "ndcg": 1}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Entry:
 
     @property
     def label(self) -> str:
+        if self.encoder == NO_ENCODER:
+            return self.solver
         return f"{self.solver} · {self.encoder}"
 
 
@@ -73,7 +77,9 @@ def select_entries(runs: Iterable[Any], objective: str) -> list[Entry]:
         if not _is_finished_job(run, objective):
             continue
         tags = run.data.tags
-        key = (tags.get("dataset", "?"), tags.get("solver", "?"), tags.get("encoder", "?"))
+        # A solver that reads no text gives the same result with every encoder.
+        encoder = tags.get("encoder", "?") if _uses_text(run) else NO_ENCODER
+        key = (tags.get("dataset", "?"), tags.get("solver", "?"), encoder)
         groups.setdefault(key, []).append(run)
     entries = []
     for (dataset, solver, encoder), members in sorted(groups.items()):
@@ -132,16 +138,16 @@ def pick_baselines(
     return baselines
 
 
-def test_metric_keys(entries: Iterable[Entry]) -> list[str]:
-    """Return the test Recall@K and NDCG@K keys present in any entry, ordered by metric and K."""
+def available_test_metrics(entries: Iterable[Entry]) -> list[str]:
+    """Return the test Recall@K and NDCG@K keys present in any entry: Recall first, then by K."""
     keys = {key for entry in entries for key in entry.metrics if TEST_METRIC.match(key)}
     return sorted(keys, key=_metric_order)
 
 
-def _metric_order(key: str) -> tuple[str, int]:
+def _metric_order(key: str) -> tuple[int, int]:
     matched = TEST_METRIC.match(key)
     assert matched is not None
-    return matched.group(1), int(matched.group(2))
+    return METRIC_ORDER[matched.group(1)], int(matched.group(2))
 
 
 class PerUserStore:

@@ -48,10 +48,12 @@ def plot_metrics_at_k(entries: Sequence[Entry], dataset: str, path: Path) -> Pat
                     color=colours[entry.encoder],
                     label=entry.label,
                 )
-        axis.set_title(f"{title} on {dataset} (test)")
+        axis.set_title(title)
         axis.set_xlabel("K")
+        axis.set_xticks(sorted({k for entry in rows for k in _curve(entry, metric)[0]}))
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
+    figure.suptitle(f"{dataset}: test metrics against the cut-off K")
     return _save(figure, path)
 
 
@@ -77,16 +79,19 @@ def plot_head_tail(entries: Sequence[Entry], dataset: str, k: int, path: Path) -
         return None
     positions = np.arange(len(rows))
     width = 0.38
-    figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(rows) + 3), 4.5))
+    fraction = rows[0].params.get("evaluation.head_fraction")
+    head_label = f"head (top {float(fraction):.0%} of items)" if fraction else "head"
+    figure, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(rows) + 4), 4.8))
     for axis, metric, title in ((axes[0], "recall", "Recall"), (axes[1], "ndcg", "NDCG")):
         head = [entry.metrics.get(f"test/{metric}_at_{k}_head", np.nan) for entry in rows]
         tail = [entry.metrics.get(f"test/{metric}_at_{k}_tail", np.nan) for entry in rows]
-        axis.bar(positions - width / 2, head, width, label="head (most popular items)")
+        axis.bar(positions - width / 2, head, width, label=head_label)
         axis.bar(positions + width / 2, tail, width, label="tail (other items)")
         axis.set_xticks(positions, [entry.label for entry in rows], rotation=30, ha="right")
-        axis.set_title(f"{title}@{k} on {dataset}: head vs tail items (test)")
+        axis.set_title(f"{title}@{k}")
         axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper right")
+    figure.suptitle(f"{dataset}: test hits on popular (head) and other (tail) items")
     return _save(figure, path)
 
 

@@ -22,11 +22,11 @@ from l3ae_bench.report import (
     Comparison,
     Entry,
     PerUserStore,
+    available_test_metrics,
     build_table,
     compare,
     pick_baselines,
     select_entries,
-    test_metric_keys,
     to_markdown,
 )
 from l3ae_bench.report_plots import plot_head_tail, plot_metrics_at_k
@@ -92,7 +92,7 @@ def write_report(settings: ReportSettings) -> ReportResult:
             "or pick the experiment with --experiment."
         )
     baselines = pick_baselines(entries, settings.objective, settings.baseline_solvers)
-    metrics = test_metric_keys(entries)
+    metrics = available_test_metrics(entries)
     comparisons = _compare_all(entries, baselines, metrics, settings)
     table = build_table(entries, baselines, comparisons, metrics, settings.primary)
     markdown = _document(settings, table, baselines, metrics, len(runs))
@@ -150,7 +150,8 @@ def _document(
         f"# Comparison report: {settings.experiment}",
         "",
         f"Best run per dataset × solver × encoder, chosen by {settings.objective} "
-        f"(tuned runs first), from {n_runs} runs. Test metrics; `*` marks p < {settings.alpha} "
+        f"(tuned runs first), among the {n_runs} runs of the experiment. Test metrics; "
+        f"`*` marks p < {settings.alpha} "
         f"in a two-sided {test_name} across users against the dataset's baseline "
         f"({baseline_rule}, by {settings.objective}). p-values are not corrected for "
         "multiple comparisons.",
