@@ -120,7 +120,7 @@ def run_job(values: Mapping[str, Any], tags: Mapping[str, Any] | None = None) ->
 
 @dataclass(frozen=True)
 class JobTarget:
-    """Where the MLflow run of a job goes."""
+    """Destination of a job's MLflow run: store, experiment, name and tags."""
 
     uri: str
     experiment: str

@@ -2,8 +2,8 @@
 
 Rows: for each dataset × solver × encoder, one job run (a finished top-level run). When the
 group has tuned runs (`search=optuna`), the row is the tuned run with the best validation
-objective, whose test metrics are those of its study's best trial; otherwise it is the untuned
-run with the best validation objective. Test metrics are never used to choose.
+objective, and its test metrics are those of its study's best trial. Otherwise the row is the
+untuned run with the best validation objective. Test metrics never decide which run is shown.
 
 Baseline: per dataset, the best row (by the validation objective) whose solver reads no item
 text (tag `solver.uses_text=false`, such as EASE), or the best row among `baseline_solvers`

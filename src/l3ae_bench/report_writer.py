@@ -1,9 +1,9 @@
 """Build the comparison report of an experiment and store it as files and as an MLflow run.
 
-The report run (tag `l3ae_bench.kind=report`) sits in the compared experiment, carries the
-Markdown table as its description, and holds `table.md`, `table.csv` and the plots under its
-`report/` artifacts, so the MLflow UI shows them next to the runs they compare. Later reports
-skip report runs.
+The report run (tag `l3ae_bench.kind=report`) belongs to the compared experiment. Its
+description is the Markdown table, and its `report/` artifacts contain `table.md`, `table.csv`
+and the plots, so the MLflow UI shows them next to the runs they compare. Later reports skip
+report runs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """What to compare and where the report goes."""
+    """Settings of a comparison report: the compared experiment, the tests and the output."""
 
     experiment: str
     """MLflow experiment whose job runs are compared."""

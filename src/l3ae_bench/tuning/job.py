@@ -1,9 +1,9 @@
 """A job with `search=optuna`: one Optuna study per dataset × encoder × solver, one MLflow run.
 
-The job opens (or resumes) its study, loads the data and embeddings once, runs trials that
-each fit and evaluate on validation with the shared `FitInputs` (so the Gram matrix is built
-once per study), then evaluates the best trial's B on validation and test and logs those
-metrics to the job's run. Trials are MLflow runs nested under the job's run.
+The job opens (or resumes) its study and loads the data and embeddings once. Each trial fits
+and evaluates on validation with the shared `FitInputs`, so the Gram matrix is built once per
+study. At the end the best trial's B is evaluated on validation and test, and those metrics
+go to the job's run. Trials are MLflow runs nested under the job's run.
 
 The job's run is stored with the study (user attr `l3ae_bench.mlflow_parent_run_id`), so a
 rerun of an interrupted command, or a second worker on the same study, logs into the same run.
@@ -150,6 +150,7 @@ def plan_study(values: Mapping[str, Any], search: SearchConfig) -> StudyPlan:
             f"evaluation.k, which is {evaluation.k}; add it or pick another objective."
         )
     spec, solver_config = parse_solver_config(values.get("solver") or {})
+
     space = resolve_space(spec.config_class, search)
     fixed = {name: getattr(solver_config, name) for name in fixed_names(spec.config_class, search)}
     location = parse_storage(search.storage or default_storage_url(paths.root))
@@ -160,6 +161,7 @@ def plan_study(values: Mapping[str, Any], search: SearchConfig) -> StudyPlan:
         spec.name,
         fixed,
     )
+
     lock = StorageLock(location, Path(paths.root) / "optuna")
     # Under the lock: a new SQLite storage creates its tables on opening, which two processes
     # must not do at once.

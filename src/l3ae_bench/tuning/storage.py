@@ -118,7 +118,7 @@ class StorageLock:
     """An exclusive lock shared by every process that opens the same storage.
 
     NOTE: `fcntl.flock` serializes processes on one host and on shared filesystems that
-    support it; workers on hosts without such a filesystem may overshoot `search.n_trials`
+    support it. Workers on hosts without such a filesystem may overshoot `search.n_trials`
     by up to one trial per extra worker.
     """
 

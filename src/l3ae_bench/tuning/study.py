@@ -1,10 +1,11 @@
 """The trial loop of a study: ask Optuna for parameters, fit and evaluate, record the result.
 
 Each trial is an MLflow run nested under the job's run, with the trial's solver settings as
-params and its validation metrics. A trial that raises a user-fixable error (`BenchError`, such
-as λ_X + λ_E ≤ 0 or a matrix that is not positive definite), a floating-point error, or that
-yields a non-finite objective is told FAIL without a value, its MLflow run ends FAILED, and the
-loop goes on. Any other exception marks the trial FAIL and stops the job.
+params and its validation metrics. Some trials fail: those that raise a user-fixable error
+(`BenchError`, such as λ_X + λ_E ≤ 0 or a matrix that is not positive definite) or a
+floating-point error, and those whose objective is not finite. Such a trial is recorded as
+FAIL without a value, its MLflow run ends FAILED, and the loop goes on. Any other exception
+marks the trial FAIL and stops the job.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ TRIAL_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What the objective returns for one parameter set."""
+    """Outcome of the objective for one parameter set."""
 
     metrics: dict[str, float]
     """Validation metrics and timings, logged to the trial's MLflow run."""
@@ -91,7 +92,7 @@ Objective = Callable[[dict[str, Any]], TrialResult]
 
 @dataclass(frozen=True)
 class TrialTracking:
-    """Where the MLflow runs of trials go."""
+    """Destination of the trials' MLflow runs."""
 
     uri: str
     experiment: str
@@ -130,11 +131,11 @@ class StudyOutcome:
 
 
 def optimize(context: StudyContext, objective: Objective) -> StudyOutcome:
-    """Run trials until the study holds `search.n_trials` or the timeout passes."""
+    """Run trials until the study has `search.n_trials` trials or the timeout passes."""
     _route_optuna_logs()
     end_orphaned_runs(context.study, context.tracking.uri, context.tracking.parent_run_id)
     started = time.monotonic()
-    kept = _KeptWeights()
+    best_weights = _BestWeights()
     n_run = 0
     with _sigterm_as_interrupt():
         while True:
@@ -149,8 +150,8 @@ def optimize(context: StudyContext, objective: Objective) -> StudyOutcome:
             result = _run_trial(context, trial, params, objective)
             n_run += 1
             if result is not None and context.search.reuse_best_weights:
-                kept.offer(context.study, trial.number, result.weights)
-    return _outcome(context, kept, n_run)
+                best_weights.offer(context.study, trial.number, result.weights)
+    return _outcome(context, best_weights, n_run)
 
 
 def _next_trial(context: StudyContext) -> tuple[Trial, dict[str, Any]] | None:
@@ -166,7 +167,8 @@ def _next_trial(context: StudyContext) -> tuple[Trial, dict[str, Any]] | None:
         counted = sum(trial.state in COUNTED_STATES for trial in trials)
         if counted >= search.n_trials:
             log.info(
-                "Study %r holds %d of %d trials (finished or running); starting no more",
+                "Study %r has %d of %d trials (finished or running), so this process starts "
+                "no more",
                 study.study_name,
                 counted,
                 search.n_trials,
@@ -331,12 +333,12 @@ def _tell_failure(study: optuna.Study, trial: Trial, error: BaseException, kind:
         trial.set_user_attr(ERROR_ATTR, message)
         trial.set_user_attr(ERROR_KIND_ATTR, kind)
     except optuna.exceptions.UpdateFinishedTrialError:
-        # The trial was told before the error (a failure while closing its MLflow run).
+        # The trial was already finished in Optuna (the error came from closing its MLflow run).
         return
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def _outcome(context: StudyContext, kept: _KeptWeights, n_run: int) -> StudyOutcome:
+def _outcome(context: StudyContext, kept: _BestWeights, n_run: int) -> StudyOutcome:
     study = context.study
     with context.lock.hold():
         fail_stale_trials(study, context.search.stale_after_s, context.tracking.uri)
@@ -365,7 +367,7 @@ def _outcome(context: StudyContext, kept: _KeptWeights, n_run: int) -> StudyOutc
     )
 
 
-class _KeptWeights:
+class _BestWeights:
     """B of the best trial this process fitted, while it is the best of the study."""
 
     def __init__(self) -> None:

@@ -68,7 +68,7 @@ class Worker:
 
 
 def process_alive(worker: Worker) -> bool:
-    """Whether the worker's process still runs on this host (same pid, same start time)."""
+    """Return whether the worker's process still runs on this host (same pid and start time)."""
     try:
         started = psutil.Process(worker.pid).create_time()
     except psutil.NoSuchProcess:
