@@ -431,6 +431,12 @@ def test_live_trial_stays_running(tmp_path):
     assert fail_stale_trials(study, 300.0, f"sqlite:///{tmp_path / 'mlflow.db'}") == []
 
 
+def test_trial_without_worker_fails(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study.ask()
+    assert fail_stale_trials(study, 300.0, f"sqlite:///{tmp_path / 'mlflow.db'}") == [0]
+
+
 def test_remote_trial_without_heartbeat_fails(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     old = study.ask()
@@ -440,3 +446,29 @@ def test_remote_trial_without_heartbeat_fails(tmp_path):
     recent.set_user_attr(WORKER_ATTR, {"host": "elsewhere", "pid": 2, "started": 0.0})
     recent.set_user_attr("heartbeat", time.time())
     assert fail_stale_trials(study, 300.0, f"sqlite:///{tmp_path / 'mlflow.db'}") == [0]
+
+
+def test_last_worker_logs_test_metrics(tmp_path, tiny_dataset, embeddings_file):
+    values = tuned_values(tmp_path, tiny_dataset, embeddings_file, "search.n_trials=1")
+    run_job(values)  # creates the study and its job run
+    study = load_study(tmp_path)
+    other = study.ask()  # a trial that a live worker (this process) is still running
+    me = psutil.Process()
+    other.set_user_attr(
+        WORKER_ATTR, {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
+    )
+
+    values = tuned_values(tmp_path, tiny_dataset, embeddings_file, "search.n_trials=3")
+    waiting = run_job(values)
+    client = client_for(tmp_path)
+    assert client.get_run(waiting["run_id"]).info.status == "RUNNING"
+    assert len(load_study(tmp_path).trials) == 3
+    # Only the first job logged test metrics so far.
+    assert len(client.get_metric_history(waiting["run_id"], "test/ndcg_at_20")) == 1
+
+    study.tell(other, state=TrialState.FAIL)
+    last = run_job(values)
+    run = client.get_run(last["run_id"])
+    assert last["run_id"] == waiting["run_id"]
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(last["run_id"], "test/ndcg_at_20")) == 2

@@ -118,8 +118,7 @@ def run_tuned_job(
         outcome = optimize(context, _objective(job, prepared))
         study_s = time.perf_counter() - started
         _log_study(run, outcome, study_s)
-        if outcome.best is None:
-            raise TuningError(_no_trial_message(plan.study))
+        best = outcome.best
         if outcome.others_running:
             log.info(
                 "Other workers still run trials of study %r; the last one to finish logs the "
@@ -128,7 +127,9 @@ def run_tuned_job(
                 run.run_id,
             )
             run.keep_running = True
-            metrics = dict(outcome.best.user_attrs.get(METRICS_ATTR, {}))
+            metrics = {} if best is None else dict(best.user_attrs.get(METRICS_ATTR, {}))
+        elif best is None:
+            raise TuningError(_no_trial_message(plan.study))
         else:
             metrics = _finish(job, prepared, run, plan, outcome, search)
         return {
@@ -136,7 +137,7 @@ def run_tuned_job(
             "tracking_uri": target.uri,
             "metrics": metrics,
             "study": plan.study.study_name,
-            "best_params": {**plan.fixed, **outcome.best.params},
+            "best_params": {**plan.fixed, **({} if best is None else best.params)},
         }
 
 

@@ -83,10 +83,14 @@ def stale_reason(trial: FrozenTrial, now: float, stale_after_s: float) -> str | 
 
     On this host the worker's process is checked directly. For other hosts the heartbeat
     (or the trial's start time, before the first heartbeat) must be older than
-    `stale_after_s`.
+    `stale_after_s`. Call it while holding the storage lock.
     """
     worker = Worker.from_attr(trial.user_attrs.get(WORKER_ATTR))
-    if worker is not None and worker.host == socket.gethostname():
+    if worker is None:
+        # Workers create a trial and record themselves on it under the storage lock, which
+        # the caller holds, so a trial without a record lost its process in between.
+        return "interrupted: the process that created the trial ended before recording itself"
+    if worker.host == socket.gethostname():
         if process_alive(worker):
             return None
         return f"interrupted: the process running it ({worker}) ended during the trial"
@@ -95,14 +99,13 @@ def stale_reason(trial: FrozenTrial, now: float, stale_after_s: float) -> str | 
         last = trial.datetime_start.timestamp()
     if last is None or now - float(last) <= stale_after_s:
         return None
-    where = str(worker) if worker else "an unknown worker"
-    return f"interrupted: no heartbeat from {where} for {now - float(last):.0f}s"
+    return f"interrupted: no heartbeat from {worker} for {now - float(last):.0f}s"
 
 
 def fail_stale_trials(study: optuna.Study, stale_after_s: float, tracking_uri: str) -> list[int]:
     """Mark abandoned RUNNING trials FAIL and end their MLflow runs KILLED.
 
-    Returns the numbers of the trials marked FAIL.
+    Call it while holding the storage lock. Returns the numbers of the trials marked FAIL.
     """
     now = time.time()
     failed = []
