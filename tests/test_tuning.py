@@ -15,9 +15,11 @@ import optuna
 import psutil
 import pytest
 import scipy.sparse as sp
+from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from optuna.samplers import CmaEsSampler, GPSampler, QMCSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
+from tests.conftest import PROJECT_ROOT
 from tests.test_pipeline import client_for, compose_job
 
 from l3ae_bench.errors import ConfigError
@@ -472,3 +474,30 @@ def test_last_worker_logs_test_metrics(tmp_path, tiny_dataset, embeddings_file):
     assert last["run_id"] == waiting["run_id"]
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(last["run_id"], "test/ndcg_at_20")) == 2
+
+
+def test_parent_run_id_from_env(tmp_path, tiny_dataset, embeddings_file, monkeypatch):
+    monkeypatch.setenv("L3AE_BENCH_PARENT_RUN_ID", "abc123")
+    values = tuned_values(tmp_path, tiny_dataset, embeddings_file)
+    assert values["search"]["parent_run_id"] == "abc123"
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("local_parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("ray_local", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
+        ("ray_cluster", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_launcher_config_composes(tmp_path, launcher, target):
+    plugin = target.rsplit(".", 2)[0]
+    pytest.importorskip(plugin, reason=f"launcher plugin {plugin} not installed")
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[f"paths.root={tmp_path}", f"hydra/launcher={launcher}"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_ == target
