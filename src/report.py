@@ -19,6 +19,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "src"))
+# One progress bar per downloaded per-user artifact would bury the report's output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from l3ae_bench.errors import BenchError  # noqa: E402
 from l3ae_bench.report_writer import ReportSettings, write_report  # noqa: E402

@@ -90,14 +90,16 @@ def plot_head_tail(entries: Sequence[Entry], dataset: str, k: int, path: Path) -
         axis.set_xticks(positions, [entry.label for entry in rows], rotation=30, ha="right")
         axis.set_title(f"{title}@{k}")
         axis.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize=8, loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    # Below the axes, where it cannot cover a bar.
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
     figure.suptitle(f"{dataset}: test hits on popular (head) and other (tail) items")
-    return _save(figure, path)
+    return _save(figure, path, bottom=0.07)
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: plt.Figure, path: Path, bottom: float = 0.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, bottom, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
