@@ -190,6 +190,7 @@ def test_two_workers_share_study(tmp_path, mid_dataset):
     assert "test/ndcg_at_20" in job.data.metrics
     children = trial_runs(tmp_path, job.info.run_id)
     assert len(children) == 20
+    assert len({run.data.tags["l3ae_bench.worker"] for run in children}) == 2
     assert {run.info.status for run in children} <= {"FINISHED", "FAILED"}
 
 

@@ -237,6 +237,7 @@ def _run_trial(
         "l3ae_bench.kind": "trial",
         "optuna.study": context.study.study_name,
         "optuna.trial_number": trial.number,
+        "l3ae_bench.worker": str(Worker.current()),
     }
     if previous is not None:
         tags["optuna.reused_from"] = previous.number
