@@ -4,6 +4,7 @@ Examples:
     python src/run.py                                  # L3AE + MiniLM on MovieLens-100K
     python src/run.py -m solver=ease,l3ae              # two jobs, one MLflow run each
     python src/run.py dataset=games encoder=games-minilm
+    python src/run.py search=optuna search.n_trials=20  # tune on validation, report test
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from l3ae_bench.config import to_container  # noqa: E402
 from l3ae_bench.errors import BenchError  # noqa: E402
 from l3ae_bench.pipeline import run_job  # noqa: E402
 from l3ae_bench.redaction import check_command_line, install_log_redaction  # noqa: E402
+from l3ae_bench.tuning.settings import fixed_from_overrides  # noqa: E402
 
 log = logging.getLogger("l3ae_bench.run")
 
@@ -49,7 +51,12 @@ def main(cfg: DictConfig) -> float | None:
         "hydra.job_num": hydra_config.job.get("num", 0),
     }
     try:
-        result = run_job(to_container(cfg, "config"), tags)
+        values = to_container(cfg, "config")
+        search = values.get("search") or {}
+        if search.get("name", "none") != "none":
+            # A solver setting given on the command line stays fixed during the search.
+            search["fixed_on_command_line"] = fixed_from_overrides(hydra_config.overrides.task)
+        result = run_job(values, tags)
     except BenchError as error:
         # A clear message without a stack trace; the MLflow run is already marked FAILED.
         log.error("%s", error)
@@ -60,9 +67,14 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = result["metrics"]
     test = {
-        key: value for key, value in metrics.items() if key.startswith(("test/recall", "test/ndcg"))
+        key: value
+        for key, value in metrics.items()
+        if key.startswith(("test/recall", "test/ndcg")) and not key.endswith(("_head", "_tail"))
     }
-    print("Test metrics: " + ", ".join(f"{key} = {value:.5f}" for key, value in test.items()))
+    if test:
+        print("Test metrics: " + ", ".join(f"{key} = {value:.5f}" for key, value in test.items()))
+    if "study" in result:
+        print(f"Optuna study {result['study']!r}, best parameters {result['best_params']}")
     print(f"MLflow run id: {result['run_id']} (tracking URI {result['tracking_uri']})")
     return metrics.get(cfg.get("objective", "val/ndcg_at_20"))
 

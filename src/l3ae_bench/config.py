@@ -109,10 +109,19 @@ class EvaluationConfig:
     mask_val_in_test: bool = False
     """Also exclude validation items when ranking for test. The L3AE research code excludes
     training items only, which is the default."""
+    head_fraction: float | None = 0.2
+    """Share of items, the most popular by training count, that form the head in the
+    head/tail test metrics (`test/recall_at_20_head`, `test/ndcg_at_20_tail`); null skips
+    them."""
 
     def __post_init__(self) -> None:
         if not self.k or any(k < 1 for k in self.k):
             raise ConfigError(f"evaluation.k must list positive cut-offs, got {self.k}.")
+        if self.head_fraction is not None and not 0 < self.head_fraction < 1:
+            raise ConfigError(
+                f"evaluation.head_fraction must lie strictly between 0 and 1 (or be null), "
+                f"got {self.head_fraction}."
+            )
         if self.batch_size < 1:
             raise ConfigError(f"evaluation.batch_size must be ≥ 1, got {self.batch_size}.")
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import yaml
 from threadpoolctl import threadpool_limits
 
@@ -22,15 +25,18 @@ from l3ae_bench.config import (
 from l3ae_bench.data.interactions import Interactions
 from l3ae_bench.data.registry import load_dataset, parse_dataset_config
 from l3ae_bench.encoders import embed_items, parse_encoder_config
-from l3ae_bench.evaluation import EvaluationResult, evaluate, item_item_scorer
-from l3ae_bench.solvers import FitInputs, Fitted, SolverSpec, parse_solver_config
+from l3ae_bench.errors import ConfigError
+from l3ae_bench.evaluation import EvaluationResult, Scorer, evaluate, item_item_scorer
+from l3ae_bench.solvers import SOLVERS, FitInputs, Fitted, SolverSpec, parse_solver_config
 from l3ae_bench.tracking import (
+    JobRun,
     default_tracking_uri,
     flatten,
     metric_key,
     redact_tree,
     start_job_run,
 )
+from l3ae_bench.tuning.settings import SearchConfig, parse_search_config
 
 log = logging.getLogger(__name__)
 
@@ -83,40 +89,112 @@ def run_job(values: Mapping[str, Any], tags: Mapping[str, Any] | None = None) ->
     """Run one job from its resolved config tree and return its metrics and MLflow run id.
 
     The MLflow run opens before the settings are validated, so a job that fails on bad
-    configuration or data still leaves a FAILED run with the error recorded.
+    configuration or data still leaves a FAILED run with the error recorded. With
+    `search=optuna` the job runs an Optuna study instead of a single fit
+    (`l3ae_bench.tuning.job`).
     """
     paths = build(PathsConfig, values.get("paths") or {}, "paths")
     tracking = build(TrackingConfig, values.get("tracking") or {}, "tracking")
     mlruns = Path(paths.mlruns)
     mlruns.mkdir(parents=True, exist_ok=True)
     uri = tracking.uri or default_tracking_uri(mlruns)
-    redacted = redact_tree(dict(values))
-    all_tags = {
-        "dataset": (values.get("dataset") or {}).get("name", ""),
-        "encoder": (values.get("encoder") or {}).get("name", ""),
-        "solver": (values.get("solver") or {}).get("name", ""),
-        **(tags or {}),
-    }
+    search, search_error = _parse_search(values)
+    all_tags = job_tags(values, tags, search.name)
+    target = JobTarget(uri, tracking.experiment, mlruns / "artifacts", run_name(values), all_tags)
 
-    with start_job_run(
-        uri, tracking.experiment, mlruns / "artifacts", run_name(values), all_tags
-    ) as run:
-        run.log_params(flatten(redacted))
-        run.log_text(yaml.safe_dump(redacted, sort_keys=False), "config.yaml")
+    if search.enabled and search_error is None:
+        # Imported here because the tuning job builds on the stages defined in this module.
+        from l3ae_bench.tuning.job import run_tuned_job
+
+        return run_tuned_job(values, search, target)
+
+    with target.start_run() as run:
+        log_config(run, values)
+        if search_error is not None:
+            raise search_error
         job = parse_job_config(values)
         metrics = _execute(job, run)
         run.log_json(metrics, "metrics.json")
         return {"run_id": run.run_id, "tracking_uri": uri, "metrics": metrics}
 
 
-def _execute(job: JobConfig, run: Any) -> dict[str, float]:
-    """Load, embed, fit and evaluate, logging timings and metrics to `run`."""
+@dataclass(frozen=True)
+class JobTarget:
+    """Destination of a job's MLflow run: store, experiment, name and tags."""
+
+    uri: str
+    experiment: str
+    artifact_root: Path
+    run_name: str
+    tags: Mapping[str, Any]
+
+    def start_run(self, parent_run_id: str | None = None) -> AbstractContextManager[JobRun]:
+        return start_job_run(
+            self.uri, self.experiment, self.artifact_root, self.run_name, self.tags, parent_run_id
+        )
+
+
+def job_tags(
+    values: Mapping[str, Any], tags: Mapping[str, Any] | None, search: str
+) -> dict[str, Any]:
+    """Return the tags of a job run: dataset, encoder, solver, search mode and `tags`."""
+    solver = (values.get("solver") or {}).get("name", "")
+    spec = SOLVERS.get(solver)
+    return {
+        "dataset": (values.get("dataset") or {}).get("name", ""),
+        "encoder": (values.get("encoder") or {}).get("name", ""),
+        "solver": solver,
+        # The comparison report picks its baseline among solvers that read no item text.
+        "solver.uses_text": "" if spec is None else str(_uses_text(spec)).lower(),
+        "search": search,
+        "l3ae_bench.kind": "job",
+        **(tags or {}),
+    }
+
+
+def _uses_text(spec: SolverSpec) -> bool:
+    return bool(getattr(spec, "uses_text", spec.uses_embeddings))
+
+
+def log_config(run: JobRun, values: Mapping[str, Any], joined: bool = False) -> None:
+    """Log the flattened config as params and the resolved config as `config.yaml`."""
+    redacted = redact_tree(dict(values))
+    if joined:
+        run.log_new_params(flatten(redacted))
+        return
+    run.log_params(flatten(redacted))
+    run.log_text(yaml.safe_dump(redacted, sort_keys=False), "config.yaml")
+
+
+def _parse_search(values: Mapping[str, Any]) -> tuple[SearchConfig, ConfigError | None]:
+    """Validate the `search` section; an invalid one is raised later, inside the job's run."""
+    try:
+        return parse_search_config(values.get("search")), None
+    except ConfigError as error:
+        return SearchConfig(), error
+
+
+@dataclass
+class PreparedJob:
+    """Data and fit inputs of a job, built once and shared by every fit of the job."""
+
+    data: Interactions
+    inputs: FitInputs
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_job(job: JobConfig, run: JobRun, reuse: bool = False) -> PreparedJob:
+    """Load the data and embed the item texts (when the solver reads embeddings).
+
+    With reuse=True, the fit inputs keep the Gram matrix and the semantic side for later fits
+    of the same job (a hyperparameter search), at the cost of one more n × n matrix.
+    """
     cache_dir = Path(job.paths.cache)
 
     started = time.perf_counter()
     data = load_dataset(job.dataset_format, job.dataset, cache_dir)
     timings = {"time/load_s": time.perf_counter() - started}
-    run.log_params({f"data.{key}": value for key, value in data.summary().items()})
+    run.log_new_params({f"data.{key}": value for key, value in data.summary().items()})
 
     E = None
     if job.solver_spec.uses_embeddings:
@@ -139,24 +217,47 @@ def _execute(job: JobConfig, run: Any) -> dict[str, float]:
         E,
         compute.dtype,
         item_texts=data.item_texts if spec.uses_texts else None,
-        reuse=False,
+        reuse=reuse,
         backend=compute.backend,
         device=compute.device,
     )
-    started = time.perf_counter()
-    with threadpool_limits(limits=compute.blas_threads, user_api="blas"):
-        fitted = spec.fit(inputs, job.solver)
-    timings["time/fit_s"] = time.perf_counter() - started
+    return PreparedJob(data, inputs, timings)
 
-    started = time.perf_counter()
-    results = _evaluate_splits(job, data, fitted)
-    timings["time/evaluation_s"] = time.perf_counter() - started
 
-    metrics: dict[str, float] = {}
+def fit_solver(
+    job: JobConfig, prepared: PreparedJob, solver_config: Any
+) -> tuple[Fitted, float]:
+    """Fit the job's solver and return B (or a scorer) with the fit time in seconds."""
+    started = time.perf_counter()
+    with threadpool_limits(limits=job.compute.blas_threads, user_api="blas"):
+        fitted = job.solver_spec.fit(prepared.inputs, solver_config)
+    return fitted, time.perf_counter() - started
+
+
+def _execute(job: JobConfig, run: JobRun) -> dict[str, float]:
+    """Load, embed, fit and evaluate, logging timings and metrics to `run`."""
+    prepared = prepare_job(job, run)
+    B, fit_s = fit_solver(job, prepared, job.solver)
+    metrics = evaluate_and_log(job, prepared, B, run, {**prepared.timings, "time/fit_s": fit_s})
+    return metrics
+
+
+def evaluate_and_log(
+    job: JobConfig,
+    prepared: PreparedJob,
+    B: Fitted,
+    run: JobRun,
+    timings: Mapping[str, float],
+) -> dict[str, float]:
+    """Evaluate B on validation and test (with the head/tail split), log and return metrics."""
+    started = time.perf_counter()
+    results = evaluate_splits(job, prepared.data, B, ("val", "test"))
+    head_tail = evaluate_head_tail(job, prepared.data, B)
+    timings = {**timings, "time/evaluation_s": time.perf_counter() - started}
+
+    metrics = result_metrics(results)
+    metrics.update(head_tail)
     for split, result in results.items():
-        metrics.update({metric_key(split, key): value for key, value in result.metrics.items()})
-        metrics[metric_key(split, "n_users")] = float(len(result.users))
-        metrics[metric_key(split, "n_skipped_users")] = float(result.n_skipped_users)
         run.log_arrays({"user_index": result.users, **result.per_user}, f"per_user/{split}.npz")
     metrics.update(timings)
     run.log_metrics(metrics)
@@ -167,18 +268,27 @@ def _execute(job: JobConfig, run: Any) -> dict[str, float]:
     return metrics
 
 
-def _evaluate_splits(
-    job: JobConfig, data: Interactions, fitted: Fitted
+def result_metrics(results: Mapping[str, EvaluationResult]) -> dict[str, float]:
+    """Flatten evaluation results to MLflow keys such as `val/ndcg_at_20`."""
+    metrics: dict[str, float] = {}
+    for split, result in results.items():
+        metrics.update({metric_key(split, key): value for key, value in result.metrics.items()})
+        metrics[metric_key(split, "n_users")] = float(len(result.users))
+        metrics[metric_key(split, "n_skipped_users")] = float(result.n_skipped_users)
+    return metrics
+
+
+def evaluate_splits(
+    job: JobConfig, data: Interactions, B: Fitted, splits: Sequence[str] = ("val", "test")
 ) -> dict[str, EvaluationResult]:
     """Evaluate on validation (train items excluded) and test (train, optionally val, excluded)."""
-    scorer = fitted if callable(fitted) else item_item_scorer(data.train, fitted)
+    scorer = make_scorer(data, B)
     settings = job.evaluation
     test_exclude = [data.train, data.val] if settings.mask_val_in_test else [data.train]
+    plan = {"val": (data.val, [data.train]), "test": (data.test, test_exclude)}
     results = {}
-    for split, targets, exclude in (
-        ("val", data.val, [data.train]),
-        ("test", data.test, test_exclude),
-    ):
+    for split in splits:
+        targets, exclude = plan[split]
         started = time.perf_counter()
         results[split] = evaluate(scorer, targets, exclude, settings.k, settings.batch_size)
         log.info(
@@ -190,3 +300,46 @@ def _evaluate_splits(
             time.perf_counter() - started,
         )
     return results
+
+
+def evaluate_head_tail(job: JobConfig, data: Interactions, B: Fitted) -> dict[str, float]:
+    """Return test metrics with targets restricted to head items and to tail items.
+
+    Head items are the `evaluation.head_fraction` most popular items by training count; the
+    ranking still covers all items, and only hits on the group's items count. Keys look like
+    `test/recall_at_20_head` and `test/ndcg_at_20_tail`.
+    """
+    fraction = job.evaluation.head_fraction
+    if fraction is None:
+        return {}
+    head = head_items(data.train, fraction)
+    scorer = make_scorer(data, B)
+    settings = job.evaluation
+    exclude = [data.train, data.val] if settings.mask_val_in_test else [data.train]
+    metrics = {"data/n_head_items": float(head.sum())}
+    for group, mask in (("head", head), ("tail", ~head)):
+        targets = data.test @ sp.diags(mask.astype(np.float32))
+        targets = sp.csr_matrix(targets)
+        targets.eliminate_zeros()
+        result = evaluate(scorer, targets, exclude, settings.k, settings.batch_size)
+        metrics.update({f"test/{key}_{group}": value for key, value in result.metrics.items()})
+        metrics[f"test/n_users_{group}"] = float(len(result.users))
+    return metrics
+
+
+def make_scorer(data: Interactions, fitted: Fitted) -> Scorer:
+    """Return the scorer of a fit: item-item weights score users from their training rows."""
+    return fitted if callable(fitted) else item_item_scorer(data.train, fitted)
+
+
+def head_items(train: sp.csr_matrix, fraction: float) -> np.ndarray:
+    """Return a boolean mask of the ⌈fraction·n_items⌉ items with the most training interactions.
+
+    Ties at the boundary go to the lower item index.
+    """
+    counts = np.asarray(train.sum(axis=0)).ravel()
+    n_head = int(np.ceil(fraction * train.shape[1]))
+    order = np.argsort(-counts, kind="stable")
+    mask = np.zeros(train.shape[1], dtype=bool)
+    mask[order[:n_head]] = True
+    return mask
