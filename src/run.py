@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -79,10 +80,23 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("objective", "val/ndcg_at_20"))
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM (timeout, schedulers, container stops) into KeyboardInterrupt.
+
+    The MLflow run then ends KILLED instead of staying RUNNING.
+    """
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 if __name__ == "__main__":
     # Before Hydra parses the command line, since it writes the overrides to the job folder.
     check_command_line(sys.argv[1:])
-    main()
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("Interrupted; the job's MLflow run is marked KILLED.", file=sys.stderr)
+        sys.exit(130)
     if FAILED_JOBS:
         print(f"{len(FAILED_JOBS)} job(s) failed:", *FAILED_JOBS, sep="\n  ", file=sys.stderr)
         sys.exit(1)

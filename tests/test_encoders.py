@@ -272,3 +272,38 @@ def test_log_filter_redacts_message_and_traceback():
     assert records[0] == "key ***"
     assert "plain-sentinel-value" not in records[1]
     assert "bad key ***" in records[1]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"not an array at all\n", "cannot be read as a NumPy .npy array"),
+        (b"", "cannot be read as a NumPy .npy array"),
+    ],
+)
+def test_precomputed_unreadable_npy(tmp_path, content, expected):
+    from l3ae_bench.encoders.precomputed import PrecomputedConfig, load_precomputed
+
+    path = tmp_path / "broken.npy"
+    path.write_bytes(content)
+    with pytest.raises(EncoderError, match=expected):
+        load_precomputed(PrecomputedConfig(name="broken", path=str(path)), 4)
+
+
+def test_precomputed_truncated_npy(tmp_path):
+    from l3ae_bench.encoders.precomputed import PrecomputedConfig, load_precomputed
+
+    path = tmp_path / "half.npy"
+    np.save(path, np.ones((40, 16), dtype=np.float32))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(EncoderError, match="encoder.path"):
+        load_precomputed(PrecomputedConfig(name="half", path=str(path)), 40)
+
+
+def test_precomputed_string_array(tmp_path):
+    from l3ae_bench.encoders.precomputed import PrecomputedConfig, load_precomputed
+
+    path = tmp_path / "strings.npy"
+    np.save(path, np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(EncoderError, match="dtype <U1"):
+        load_precomputed(PrecomputedConfig(name="strings", path=str(path)), 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,37 @@ def test_cli_multirun_continues_after_failed_job(tmp_path, tiny_dataset):
     client = client_for(tmp_path)
     runs = client.search_runs(client.get_experiment_by_name("l3ae-bench").experiment_id)
     assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
+
+
+@pytest.mark.slow
+def test_cli_sigterm_marks_run_killed(tmp_path, tiny_dataset):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("L3AE_BENCH_ROOT", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "src" / "run.py"),
+            f"paths.root={tmp_path}",
+            "progress=false",
+            "dataset=games",
+            f"dataset.path={tiny_dataset}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    # The job logs its MLflow run id before it loads the model; signal it then.
+    for line in process.stdout:
+        if "MLflow run " in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the job finished before the signal arrived")
+
+    client = client_for(tmp_path)
+    (run,) = client.search_runs(client.get_experiment_by_name("l3ae-bench").experiment_id)
+    assert process.returncode == 130
+    assert "Interrupted" in stderr
+    assert run.info.status == "KILLED"

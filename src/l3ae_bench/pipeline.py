@@ -224,9 +224,7 @@ def prepare_job(job: JobConfig, run: JobRun, reuse: bool = False) -> PreparedJob
     return PreparedJob(data, inputs, timings)
 
 
-def fit_solver(
-    job: JobConfig, prepared: PreparedJob, solver_config: Any
-) -> tuple[Fitted, float]:
+def fit_solver(job: JobConfig, prepared: PreparedJob, solver_config: Any) -> tuple[Fitted, float]:
     """Fit the job's solver and return B (or a scorer) with the fit time in seconds."""
     started = time.perf_counter()
     with threadpool_limits(limits=job.compute.blas_threads, user_api="blas"):

@@ -183,8 +183,8 @@ def start_job_run(
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
     job_run = JobRun(client, run.info.run_id)
-    log.info("MLflow run %s (%s) in %s", run.info.run_id, run_name, tracking_uri)
     with _close_on_exit(job_run):
+        log.info("MLflow run %s (%s) in %s", run.info.run_id, run_name, tracking_uri)
         yield job_run
 
 

@@ -54,5 +54,5 @@ def load_array_pickle(path: Path) -> Any:
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as error:
         raise DataError(
             f"{path}: cannot be read as a pickled NumPy array or SciPy sparse matrix ({error}). "
-            "Save arrays with numpy.save (.npy) or re-export the file from the research code."
+            "Re-export the file from the research code, or check that it is not truncated."
         ) from error

@@ -37,7 +37,13 @@ def load_precomputed(config: PrecomputedConfig, n_items: int) -> np.ndarray:
             "one row per item."
         )
     if path.suffix == ".npy":
-        E = np.load(path, allow_pickle=False)
+        try:
+            E = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            raise EncoderError(
+                f"{path}: cannot be read as a NumPy .npy array ({error}) (encoder.path). "
+                "Save the embeddings with numpy.save(path, E) as a float array, items × d."
+            ) from error
     else:
         E = load_array_pickle(path)
     if not isinstance(E, np.ndarray) or E.ndim != 2:
@@ -49,6 +55,11 @@ def load_precomputed(config: PrecomputedConfig, n_items: int) -> np.ndarray:
         raise EncoderError(
             f"{path}: the embedding matrix has {E.shape[0]} rows but the dataset has {n_items} "
             "items. Use the embeddings computed for this dataset (row i = item index i)."
+        )
+    if not np.issubdtype(E.dtype, np.number) or np.issubdtype(E.dtype, np.complexfloating):
+        raise EncoderError(
+            f"{path}: the embedding matrix has dtype {E.dtype}, but it must hold real numbers "
+            "(encoder.path). Save it as a float32 or float64 array."
         )
     bad_rows = np.flatnonzero(~np.isfinite(E).all(axis=1))
     if len(bad_rows):
