@@ -263,3 +263,21 @@ def test_bag_of_words_drops_rare_and_common_words():
     # "a" are stop words or too short: only "car" remains.
     assert F.shape == (1, 4)
     assert F.toarray().tolist() == [[1.0, 0.0, 1.0, 0.0]]
+
+
+def test_large_matrix_factored_on_one_thread(monkeypatch):
+    """Above the size limit, potrf and potri run with the BLAS limited to one thread."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    original = linalg.lapack.dpotrf
+
+    def recording_potrf(*args, **kwargs):
+        seen.append({info["num_threads"] for info in threadpool_info()})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(linalg.lapack, "dpotrf", recording_potrf)
+    monkeypatch.setattr(linalg, "SINGLE_THREAD_LAPACK_BYTES", 1)
+    S = np.diag([2.0, 3.0, 4.0])
+    np.testing.assert_allclose(spd_inverse(S.copy(), "S"), np.diag([0.5, 1 / 3, 0.25]))
+    assert seen == [{1}]

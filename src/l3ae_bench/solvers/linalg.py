@@ -10,15 +10,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import psutil
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
+from threadpoolctl import threadpool_limits
 
 from l3ae_bench.errors import SolverError
 
 log = logging.getLogger(__name__)
+
+SINGLE_THREAD_LAPACK_BYTES = 2**31
+"""Matrices of at least this many bytes are factored and inverted on one BLAS thread.
+
+NOTE: with 2 threads, spotrf of SciPy 1.17.1's bundled OpenBLAS (0.3.31.188) segfaulted on
+float32 matrices of 31,000 items (3.8 GB) and more, and dpotrf on 23,200 float64 items
+(4.3 GB), while 20,000 float32 items (1.6 GB) ran. The 2 GiB limit is a guess between those;
+one thread costs speed, not correctness."""
 
 
 def matrix_bytes(n_items: int, dtype: np.dtype | str, n_matrices: int = 1) -> int:
@@ -95,19 +105,28 @@ def spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
     else:
         raise TypeError(f"spd_inverse takes float32 or float64, got {A.dtype}")
     started = time.perf_counter()
+    threads: AbstractContextManager = nullcontext()
+    if A.nbytes >= SINGLE_THREAD_LAPACK_BYTES:
+        log.warning(
+            "Factoring %s (%.1f GB) on one BLAS thread: the threaded potrf of the OpenBLAS "
+            "bundled with SciPy crashes on matrices this large",
+            what,
+            A.nbytes / 1e9,
+        )
+        threads = threadpool_limits(limits=1, user_api="blas")
 
     # LAPACK is column-major: the transposed view of a C-contiguous symmetric matrix is the same
     # matrix in Fortran order, so nothing is copied. The factor is written to the lower triangle.
-    At = A.T
-    factor, info = potrf(At, lower=True, overwrite_a=True, clean=False)
-    if info > 0:
-        raise SolverError(
-            f"{what} is not positive definite (Cholesky failed at pivot {info} of "
-            f"{A.shape[0]}). Increase the ridge weight so the diagonal shift is positive."
-        )
-    if info < 0:
-        raise SolverError(f"LAPACK potrf rejected argument {-info} while factoring {what}.")
-    inverse, info = potri(factor, lower=True, overwrite_c=True)
+    with threads:
+        factor, info = potrf(A.T, lower=True, overwrite_a=True, clean=False)
+        if info > 0:
+            raise SolverError(
+                f"{what} is not positive definite (Cholesky failed at pivot {info} of "
+                f"{A.shape[0]}). Increase the ridge weight so the diagonal shift is positive."
+            )
+        if info < 0:
+            raise SolverError(f"LAPACK potrf rejected argument {-info} while factoring {what}.")
+        inverse, info = potri(factor, lower=True, overwrite_c=True)
     if info != 0:
         raise SolverError(f"{what} is singular: LAPACK potri returned info={info}.")
 
