@@ -33,8 +33,8 @@ from l3ae_bench.tuning.settings import fixed_from_overrides  # noqa: E402
 
 log = logging.getLogger("l3ae_bench.run")
 
-# Errors of failed jobs in this process; a multirun goes on with the remaining jobs and the
-# process exits with status 1 at the end if any job failed.
+# Errors of the jobs that failed in this process. A multirun goes on with its other jobs, and
+# the process exits with status 1 at the end if any job failed.
 FAILED_JOBS: list[str] = []
 
 

@@ -1,4 +1,4 @@
-"""What every closed-form solver receives and returns.
+"""The solver interface: the inputs every closed-form solver receives, and its result.
 
 A solver is a plain function `fit(inputs, config) -> B`. It maps the training interactions X
 (and, for text-aware solvers, the item embeddings E or the item texts) to a dense item × item

@@ -45,7 +45,7 @@ def check_memory(
     n_items: int,
     dtype: np.dtype | str,
     n_matrices: int,
-    what: str,
+    label: str,
     available: int | None = None,
     where: str = "memory",
 ) -> None:
@@ -58,14 +58,14 @@ def check_memory(
     needed = matrix_bytes(n_items, dtype, n_matrices)
     if available is None:
         available = available_memory()
-    log.debug("%s needs about %.2f GB, %.2f GB available", what, needed / 1e9, available / 1e9)
+    log.debug("%s needs about %.2f GB, %.2f GB available", label, needed / 1e9, available / 1e9)
     if needed > available:
         matrices = "matrix" if n_matrices == 1 else "matrices"
         halve = "Use "
         if np.dtype(dtype) == np.float64:
             halve = "Use compute.dtype=float32 (half the memory of float64), "
         raise SolverError(
-            f"{what} needs about {needed / 1e9:.1f} GB for {n_matrices} dense {n_items} × "
+            f"{label} needs about {needed / 1e9:.1f} GB for {n_matrices} dense {n_items} × "
             f"{n_items} {np.dtype(dtype).name} {matrices}, but only {available / 1e9:.1f} GB of "
             f"{where} is available. {halve}a catalog with fewer items (about "
             f"{_items_that_fit(available, dtype, n_matrices)} fit), or a machine with more memory."
@@ -78,7 +78,7 @@ def _items_that_fit(available: int, dtype: np.dtype | str, n_matrices: int) -> i
 
 
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
-    """Return G = XᵀX as a dense matrix; its diagonal holds the item counts."""
+    """Return G = XᵀX as a dense matrix; its diagonal contains the item counts."""
     started = time.perf_counter()
     G = np.empty((X.shape[1], X.shape[1]), dtype=dtype)
     for start, stop, part in _sparse_gram_blocks(X, G.dtype):
@@ -92,10 +92,10 @@ def add_to_diagonal(A: np.ndarray, value: float) -> None:
     A.flat[:: A.shape[0] + 1] += value
 
 
-def spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
+def spd_inverse(A: np.ndarray, label: str) -> np.ndarray:
     """Invert a symmetric positive definite matrix in place through its Cholesky factor.
 
-    A must be C-contiguous; its memory is reused for the result, which is returned. `what`
+    A must be C-contiguous; its memory is reused for the result, which is returned. `label`
     names the matrix in the error raised when it is not positive definite.
     """
     if A.dtype == np.float32:
@@ -110,7 +110,7 @@ def spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
         log.warning(
             "Factoring %s (%.1f GB) on one BLAS thread: the threaded potrf of the OpenBLAS "
             "bundled with SciPy crashes on matrices this large",
-            what,
+            label,
             A.nbytes / 1e9,
         )
         threads = threadpool_limits(limits=1, user_api="blas")
@@ -121,20 +121,20 @@ def spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
         factor, info = potrf(A.T, lower=True, overwrite_a=True, clean=False)
         if info > 0:
             raise SolverError(
-                f"{what} is not positive definite (Cholesky failed at pivot {info} of "
+                f"{label} is not positive definite (Cholesky failed at pivot {info} of "
                 f"{A.shape[0]}). Increase the ridge weight so the diagonal shift is positive."
             )
         if info < 0:
-            raise SolverError(f"LAPACK potrf rejected argument {-info} while factoring {what}.")
+            raise SolverError(f"LAPACK potrf rejected argument {-info} while factoring {label}.")
         inverse, info = potri(factor, lower=True, overwrite_c=True)
     if info != 0:
-        raise SolverError(f"{what} is singular: LAPACK potri returned info={info}.")
+        raise SolverError(f"{label} is singular: LAPACK potri returned info={info}.")
 
     # potri fills only the lower triangle (in LAPACK's column-major view); mirror it.
     _mirror_lower(inverse)
     log.debug(
         "Inverted %s (%d × %d, %s) by Cholesky in %.2fs",
-        what,
+        label,
         A.shape[0],
         A.shape[1],
         A.dtype,
