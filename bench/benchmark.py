@@ -447,8 +447,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure_games(args: argparse.Namespace) -> dict:
     """Run (a), the refit and (c) interleaved, then (b), and collect their numbers.
 
-    Each repeat times our fit, a refit and the bound back to back, so that the three see the
-    same load from other processes; the fit / bound ratio is taken per repeat.
+    Each repeat times our fit, a refit and the bound back to back, so that the three run under
+    the same load from other processes. The fit / bound ratio is taken per repeat.
     """
     with open(args.data / "trn_mat.pkl", "rb") as handle:
         X = sp.csr_matrix(pickle.load(handle), dtype=np.float32)

@@ -55,7 +55,7 @@ def write_paper_layout(
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
-    """A 40-user × 12-item dataset folder in the paper layout."""
+    """A 40-user × 12-item dataset folder in the L3AE research code's pickle layout."""
     return write_paper_layout(tmp_path / "tiny", make_splits(40, 12))
 
 

@@ -106,7 +106,7 @@ class FakeOpenAIServer:
         return np.asarray(vectors, dtype=np.float32)
 
     def received(self, status: int | None = 200) -> list[str]:
-        """Return the inputs of requests answered with `status`, in arrival order."""
+        """Return the inputs of requests that got a response with `status`, in arrival order."""
         return [
             text
             for record in self.records
@@ -217,5 +217,5 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
-            # The client gave up waiting (a timeout test); nothing is left to answer.
+            # The client stopped waiting (a timeout test), so no response is needed.
             pass

@@ -1,4 +1,4 @@
-"""Dataset loaders: the paper's pickle layout, RecBole atomic files, MovieLens and splits."""
+"""Dataset loaders: the research code's pickle layout, RecBole atomic files, MovieLens, splits."""
 
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ def test_random_split_is_seeded_and_disjoint():
     for a, b in zip(first, second, strict=True):
         assert (a != b).nnz == 0
     train, val, test = first
-    assert train.multiply(val).nnz == 0 and train.multiply(test).nnz == 0
+    assert train.multiply(val).nnz == 0
+    assert train.multiply(test).nnz == 0
     assert train.nnz + val.nnz + test.nnz == 300
     # 15 interactions per user: round(1.5) = 2 validation and 2 test items each.
     np.testing.assert_array_equal(np.diff(test.indptr), 2)
@@ -140,7 +141,8 @@ def write_movielens(folder: Path) -> Path:
 def test_movielens_from_folder(tmp_path):
     config = MovieLensRecBoleConfig(source=str(write_movielens(tmp_path / "src")))
     data = load_movielens_recbole(config, tmp_path / "cache")
-    assert data.n_users == 12 and data.n_items == 10
+    assert data.n_users == 12
+    assert data.n_items == 10
     assert data.train.nnz + data.val.nnz + data.test.nnz == 120
     assert data.item_texts[0] == "Movie 0 (1990). Genres: Comedy, Drama."
     assert data.item_ids[0] == "i0"

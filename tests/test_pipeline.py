@@ -148,8 +148,11 @@ def test_minilm_job_caches_embeddings(tmp_path, tiny_dataset):
     assert first["test/ndcg_at_20"] == pytest.approx(second["test/ndcg_at_20"])
 
 
-def run_cli(tmp_path: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_cli(
+    tmp_path: Path, *overrides: str, multirun: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run src/run.py with outputs under `tmp_path`; `env` adds environment variables."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     env.pop("L3AE_BENCH_ROOT", None)
     flags = ["-m"] if multirun else []
     return subprocess.run(
@@ -164,7 +167,7 @@ def run_cli(tmp_path: Path, *overrides: str, multirun: bool = False) -> subproce
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
         check=False,
     )
 

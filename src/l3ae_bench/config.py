@@ -2,7 +2,7 @@
 
 Every group (dataset, encoder, solver, evaluation, ...) maps onto a frozen dataclass. Unknown
 keys, missing values and values of the wrong type raise `ConfigError` naming the setting, so the
-rest of the code only ever sees typed objects.
+rest of the code only ever receives typed objects.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Where MLflow records runs."""
+    """MLflow destination of the runs: experiment name and tracking URI."""
 
     experiment: str = "l3ae-bench"
     """MLflow experiment name."""

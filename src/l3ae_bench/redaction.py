@@ -31,12 +31,12 @@ MIN_SECRET_LENGTH = 8
 
 
 def is_env_name_key(key: str) -> bool:
-    """Whether a setting contains the name of an environment variable (`api_key_env`, ...)."""
+    """Return whether a setting names an environment variable (`api_key_env`, ...)."""
     return key.rsplit(".", 1)[-1].lower().endswith("_env")
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a setting or variable named `key` contains a secret value."""
+    """Return whether a setting or variable named `key` contains a secret value."""
     return bool(SECRET_KEY_PATTERN.search(key)) and not is_env_name_key(key)
 
 

@@ -14,8 +14,9 @@ from rounding near-equal scores into ties.
 
 The scores are not x_u·B for one item × item matrix, so `fit_sgfcf` returns a scorer of user
 rows. It keeps R̂ᵀR̂ (one n × n buffer) and the weighted singular vectors.
-NOTE: the research code takes the triplets from torch.svd_lowrank (randomized, 30 iterations);
-this takes the exact top-k from ARPACK, so scores can differ in the last digits.
+NOTE: the SGFCF research code takes the triplets from torch.svd_lowrank (randomized, 30
+iterations). This module takes the exact top-k from ARPACK, so scores can differ in the last
+digits.
 """
 
 from __future__ import annotations
