@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from l3ae_bench.errors import ConfigError, SolverError
 from l3ae_bench.solvers import FitInputs, linalg, parse_solver_config
 from l3ae_bench.solvers import base as base_module
+from l3ae_bench.solvers import semantic as semantic_module
 from l3ae_bench.solvers.ease import EASEConfig, fit_ease
 from l3ae_bench.solvers.fusions import AdditiveConfig, fit_additive_ease, fit_l3ae_additive
 from l3ae_bench.solvers.l3ae import L3AEConfig, fit_l3ae
@@ -106,6 +107,13 @@ def test_semantic_matrix_matches_direct_formula():
     for d in (2, 9):
         E = rng.standard_normal((7, d))
         np.testing.assert_allclose(semantic_matrix(E, 0.3), direct_ease(E @ E.T, 0.3), atol=1e-9)
+
+
+def test_semantic_matrix_in_chunks_matches_direct_formula(monkeypatch):
+    """The Woodbury factors summed over chunks of rows equal the one-piece formula."""
+    monkeypatch.setattr(semantic_module, "WOODBURY_CHUNK", 3)
+    E = np.random.default_rng(6).standard_normal((11, 4))
+    np.testing.assert_allclose(semantic_matrix(E, 0.3), direct_ease(E @ E.T, 0.3), atol=1e-9)
 
 
 def test_l3ae_rejects_non_positive_shift():
@@ -225,7 +233,55 @@ def test_word_solver_needs_texts(small_problem):
         fit_additive_ease(FitInputs(X), AdditiveConfig())
 
 
-# In-place BLAS helpers.
+# In-place BLAS helpers and n × n sweeps.
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gram_matches_dense_product_on_threads(monkeypatch, threads):
+    monkeypatch.setattr(linalg, "sweep_threads", lambda: threads)
+    rng = np.random.default_rng(11)
+    X = sp.csr_matrix((rng.random((120, 333)) < 0.05).astype(np.float32))
+    np.testing.assert_array_equal(gram(X, np.float32), (X.T @ X).toarray())
+
+
+@pytest.mark.parametrize("n", [5, 37, 1000])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_mirror_lower_copies_the_lower_triangle(n, order):
+    rng = np.random.default_rng(n)
+    M = np.asarray(rng.standard_normal((n, n)), order=order)
+    expected = np.tril(M) + np.tril(M, -1).T
+    linalg._mirror_lower(M)
+    np.testing.assert_array_equal(M, expected)
+
+
+def test_scale_columns_in_place():
+    rng = np.random.default_rng(12)
+    M = rng.standard_normal((70, 70)).astype(np.float32)
+    scale = rng.standard_normal(70)
+    expected = M * scale.astype(np.float32)[np.newaxis, :]
+    assert linalg.scale_columns(M, scale) is M
+    np.testing.assert_array_equal(M, expected)
+
+
+def test_sweep_raises_the_error_of_a_block():
+    def block(start: int) -> None:
+        if start == 30:
+            raise ValueError("block 30 failed")
+
+    with pytest.raises(ValueError, match="block 30"):
+        linalg.sweep(block, range(0, 100, 10), threads=2)
+
+
+def test_negligible_embedding_entries_become_zero():
+    """Entries below 2⁻⁶⁴ of their row's largest are zeroed in the copy, not in the caller's E."""
+    E = np.array([[0.5, 1e-37, -0.25], [1e-30, 2e-30, 0.0], [0.0, 0.0, 0.0], [1.0, -1e-19, 1e-21]])
+    original = E.copy()
+    inputs = FitInputs(sp.csr_matrix(np.eye(4, dtype=np.float32)), E)
+    expected = np.array(
+        [[0.5, 0.0, -0.25], [1e-30, 2e-30, 0.0], [0.0, 0.0, 0.0], [1.0, -1e-19, 0.0]]
+    )
+    np.testing.assert_array_equal(inputs.E, expected.astype(np.float32))
+    np.testing.assert_array_equal(E, original)
 
 
 def test_add_product_updates_in_place():

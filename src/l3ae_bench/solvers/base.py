@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from l3ae_bench.errors import SolverError
-from l3ae_bench.solvers.linalg import check_memory, gram
+from l3ae_bench.solvers.linalg import check_memory, gram, zero_negligible
 from l3ae_bench.solvers.semantic import WoodburyFactors, woodbury_factors
 from l3ae_bench.solvers.words import bag_of_words
 
@@ -42,7 +42,8 @@ class FitInputs:
     bag-of-words matrix of the item texts are computed on first use and kept, so a
     hyperparameter search re-fits without recomputing them. With `reuse=False` (one fit per
     process, as a plain job does), `gram()` hands its matrix over instead of keeping a copy,
-    which saves one n × n buffer.
+    which saves one n × n buffer. E is copied in the compute dtype, with its negligible entries
+    set to zero (`zero_negligible`).
     """
 
     def __init__(
@@ -57,7 +58,8 @@ class FitInputs:
     ) -> None:
         self.X = sp.csr_matrix(X)
         self.dtype = np.dtype(dtype)
-        self.E = None if E is None else np.ascontiguousarray(E, dtype=self.dtype)
+        # A copy, so that zeroing negligible entries leaves the caller's array as it was.
+        self.E = None if E is None else zero_negligible(np.array(E, dtype=self.dtype, order="C"))
         self.item_texts = None if item_texts is None else list(item_texts)
         self.reuse = reuse
         self.backend = backend

@@ -21,7 +21,13 @@ import numpy as np
 
 from l3ae_bench.errors import ConfigError
 from l3ae_bench.solvers.base import FitInputs, hyperparameter
-from l3ae_bench.solvers.linalg import add_product, add_to_diagonal, matmul, spd_inverse
+from l3ae_bench.solvers.linalg import (
+    add_product,
+    add_to_diagonal,
+    matmul,
+    scale_columns,
+    spd_inverse,
+)
 from l3ae_bench.solvers.semantic import WoodburyFactors, semantic_matrix, use_woodbury
 
 log = logging.getLogger(__name__)
@@ -104,10 +110,10 @@ def _l3ae_woodbury(
     log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
     PE = matmul(P, E)
     P_diagonal = np.diag(P).astype(np.float64)
-    # diag(Q) = diag((P·E)·W): row i of P·E dotted with column i of W.
-    Q_diagonal = np.einsum("ij,ji->i", PE.astype(np.float64), factors.W.astype(np.float64))
+    # diag(Q) = diag((P·E)·W): row i of P·E dotted with column i of W, summed in float64.
+    Q_diagonal = np.einsum("ij,ji->i", PE, factors.W, dtype=np.float64)
     a, b = l3ae_column_scales(P_diagonal, Q_diagonal, factors, lambda_e)
-    P *= a.astype(P.dtype)[np.newaxis, :]
+    scale_columns(P, a)
     add_product(P, PE, factors.W * b.astype(P.dtype)[np.newaxis, :])
     np.fill_diagonal(P, 0.0)
     return P

@@ -8,15 +8,17 @@ in place, which costs about a third of a general inverse and needs no second n �
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import psutil
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from l3ae_bench.errors import SolverError
 
@@ -77,14 +79,80 @@ def _items_that_fit(available: int, dtype: np.dtype | str, n_matrices: int) -> i
     return int((available / (n_matrices * np.dtype(dtype).itemsize)) ** 0.5)
 
 
+def sweep_threads() -> int:
+    """Return the threads for n × n sweeps outside BLAS: as many as BLAS may use now.
+
+    Building G, mirroring a triangle and scaling columns are passes over n² entries in which
+    NumPy's copies and SciPy's sparse products release the GIL, so they run on threads. Following
+    the BLAS limit (`compute.blas_threads`, or threadpoolctl's) keeps one setting for both.
+    """
+    pools = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return max(1, min(max(pools, default=1), os.cpu_count() or 1))
+
+
+def sweep(
+    function: Callable[[int], None], starts: Iterable[int], threads: int | None = None
+) -> None:
+    """Call function(start) for each start of a block sweep, on `threads` threads.
+
+    `threads` defaults to `sweep_threads()`. The blocks must touch disjoint parts of the output.
+    An exception of any block is raised.
+    """
+    starts = list(starts)
+    threads = min(threads or sweep_threads(), len(starts))
+    if threads <= 1:
+        for start in starts:
+            function(start)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(function, starts):
+            pass
+
+
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
-    """Return G = XᵀX as a dense matrix; its diagonal contains the item counts."""
+    """Return G = XᵀX as a dense matrix; its diagonal contains the item counts.
+
+    Each block of rows of the sparse product is written straight into its rows of G, with no
+    dense temporary, so the n × n matrix is written once. The blocks in flight on all threads
+    together span at most n/16 rows, which bounds the sparse products as one block did alone.
+    """
     started = time.perf_counter()
-    G = np.empty((X.shape[1], X.shape[1]), dtype=dtype)
-    for start, stop, part in _sparse_gram_blocks(X, G.dtype):
-        G[start:stop] = part
-    log.debug("Built the %d × %d Gram matrix in %.2fs", *G.shape, time.perf_counter() - started)
+    n = X.shape[1]
+    G = np.empty((n, n), dtype=dtype)
+    Xt = sp.csr_matrix(X.T, dtype=dtype)
+    X = sp.csr_matrix(X, dtype=dtype)
+    threads = sweep_threads()
+    block = max(1, block_size(n) // threads)
+
+    def rows(start: int) -> None:
+        stop = min(start + block, n)
+        sp.csr_matrix(Xt[start:stop] @ X).toarray(out=G[start:stop])
+
+    sweep(rows, range(0, n, block), threads)
+    log.debug("Built the %d × %d Gram matrix in %.2fs", n, n, time.perf_counter() - started)
     return G
+
+
+NEGLIGIBLE_RATIO = 2.0**-64
+"""Entries of E below this fraction of their row's largest magnitude are set to zero."""
+
+
+def zero_negligible(E: np.ndarray) -> np.ndarray:
+    """Set the entries of E below `NEGLIGIBLE_RATIO` × their row's largest magnitude to zero.
+
+    E is changed in place and returned. Such an entry changes no dot product with its row even
+    at float64 precision. Left in, its products with the small entries of an inverse fall below
+    the normal float32 range, and x86 CPUs compute subnormal numbers many times slower: MiniLM
+    embeddings with two components near 1e-37 in every row made P·E three times slower.
+    """
+    if E.size == 0:
+        return E
+    threshold = NEGLIGIBLE_RATIO * np.abs(E).max(axis=1, keepdims=True)
+    negligible = np.abs(E) < threshold
+    if negligible.any():
+        log.debug("Set %d negligible embedding entries to zero", int(negligible.sum()))
+        E[negligible] = 0.0
+    return E
 
 
 def add_to_diagonal(A: np.ndarray, value: float) -> None:
@@ -152,15 +220,42 @@ def block_size(n: int, largest: int = 1024) -> int:
     return max(16, min(largest, n // 16))
 
 
+MIRROR_TILE = 256
+"""Largest side of the square tiles `_mirror_lower` copies; two float32 tiles of this side fit in
+a core's L2 cache."""
+
+
 def _mirror_lower(M: np.ndarray) -> None:
-    """Copy the lower triangle of square M onto its upper triangle, one row block at a time."""
+    """Copy the lower triangle of square M onto its upper triangle, one square tile at a time.
+
+    A transposed copy reads one of its two sides across rows; square tiles keep both sides in
+    cache, which makes the copy about three times faster than one of whole rows. Each task fills
+    one row of tiles.
+    """
     n = M.shape[0]
-    block = block_size(n, 512)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+    tile = block_size(n, MIRROR_TILE)
+
+    def tile_row(start: int) -> None:
+        stop = min(start + tile, n)
         diagonal_block = M[start:stop, start:stop]
         diagonal_block[:] = np.tril(diagonal_block) + np.tril(diagonal_block, -1).T
-        M[start:stop, stop:] = M[stop:, start:stop].T
+        for column in range(stop, n, tile):
+            end = min(column + tile, n)
+            M[start:stop, column:end] = M[column:end, start:stop].T
+
+    sweep(tile_row, range(0, n, tile))
+
+
+def scale_columns(M: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Multiply column j of the C-contiguous M by scale[j] in place, and return M."""
+    scale = scale.astype(M.dtype)[np.newaxis, :]
+    block = block_size(M.shape[0])
+
+    def rows(start: int) -> None:
+        M[start : start + block] *= scale
+
+    sweep(rows, range(0, M.shape[0], block))
+    return M
 
 
 def ease_from_inverse(P: np.ndarray) -> np.ndarray:
@@ -168,8 +263,7 @@ def ease_from_inverse(P: np.ndarray) -> np.ndarray:
 
     B[i, j] = −P[i, j] / P[j, j] off the diagonal and B[j, j] = 0.
     """
-    diagonal = np.diag(P).copy()
-    P /= -diagonal[np.newaxis, :]
+    scale_columns(P, -1.0 / np.diag(P))
     np.fill_diagonal(P, 0.0)
     return P
 
@@ -218,13 +312,15 @@ def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
     """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M."""
     for start, stop, part in _sparse_gram_blocks(F, M.dtype):
         if alpha != 1.0:
-            part *= alpha
-        M[start:stop] += part
+            part.data *= alpha
+        M[start:stop] += part.toarray()
     return M
 
 
-def _sparse_gram_blocks(F: sp.spmatrix, dtype: np.dtype) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield FᵀF of a sparse F (rows × n) as dense blocks of rows: (start, stop, rows).
+def _sparse_gram_blocks(
+    F: sp.spmatrix, dtype: np.dtype
+) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """Yield FᵀF of a sparse F (rows × n) as sparse blocks of rows: (start, stop, rows).
 
     The sparse product then never has more than block × n entries, however dense FᵀF is, and
     each block fills contiguous rows of a C-ordered n × n matrix.
@@ -235,7 +331,7 @@ def _sparse_gram_blocks(F: sp.spmatrix, dtype: np.dtype) -> Iterator[tuple[int, 
     block = block_size(n)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        yield start, stop, (Ft[start:stop] @ F).toarray()
+        yield start, stop, sp.csr_matrix(Ft[start:stop] @ F)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

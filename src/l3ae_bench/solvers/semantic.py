@@ -37,21 +37,34 @@ def use_woodbury(E: np.ndarray) -> bool:
     return E.shape[1] < E.shape[0]
 
 
+WOODBURY_CHUNK = 1024
+"""Rows of E converted to float64 at a time while computing the Woodbury factors."""
+
+
 def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     """Compute the low-rank form of P_F = (EEᵀ + λ_F I)⁻¹ in O(n·d²).
 
-    With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), W = K·Eᵀ = (E·K)ᵀ, and diag(E·W) is the
-    row-wise dot product of E and E·K; one n × d product in float64 gives both.
+    With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), W = K·Eᵀ, and diag(E·W)_i is row i of E dotted
+    with column i of W. Both products run in float64 on chunks of rows of E, so no float64 copy
+    of E or W is made; W is kept in the dtype of E.
     """
-    E64 = E.astype(np.float64, copy=False)
-    inner = matmul(E64.T, E64)
+    n, d = E.shape
+    chunks = [slice(start, start + WOODBURY_CHUNK) for start in range(0, n, WOODBURY_CHUNK)]
+    inner = np.zeros((d, d))
+    for rows in chunks:
+        E64 = E[rows].astype(np.float64)
+        inner += matmul(E64.T, E64)
     add_to_diagonal(inner, lambda_f)
-    K = cho_solve(cho_factor(inner, lower=True), np.eye(len(inner)))
-    EK = matmul(E64, K)
-    diagonal = (1.0 - np.einsum("ij,ij->i", E64, EK)) / lambda_f
-    return WoodburyFactors(
-        W=np.ascontiguousarray(EK.T, dtype=E.dtype), diagonal=diagonal, lambda_f=lambda_f
-    )
+    K = cho_solve(cho_factor(inner, lower=True), np.eye(d))
+
+    W = np.empty((d, n), dtype=E.dtype)
+    diagonal = np.empty(n)
+    for rows in chunks:
+        E64 = E[rows].astype(np.float64)
+        W64 = matmul(K, E64.T)
+        diagonal[rows] = (1.0 - np.einsum("ij,ji->i", E64, W64)) / lambda_f
+        W[:, rows] = W64
+    return WoodburyFactors(W=W, diagonal=diagonal, lambda_f=lambda_f)
 
 
 def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray:
