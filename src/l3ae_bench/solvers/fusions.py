@@ -143,10 +143,9 @@ def fit_l3ae_additive(inputs: FitInputs, config: AdditiveConfig) -> np.ndarray:
     B = _interaction_ease(inputs, config.lambda_x)
     B *= 1.0 - config.alpha
     if woodbury:
-        # α·C = α·E·W·diag(1/(λ_F·diag(P_F))) off the diagonal (see semantic_from_factors).
+        # α·C = α·E·V off the diagonal (see semantic.WoodburyFactors).
         factors = inputs.woodbury(config.lambda_f, "l3ae_additive")
-        scale = config.alpha / (factors.lambda_f * factors.diagonal)
-        add_product(B, E, factors.W * scale.astype(B.dtype)[np.newaxis, :])
+        add_product(B, E, factors.V, config.alpha)
     else:
         C = semantic_matrix(E, config.lambda_f)
         C *= config.alpha

@@ -7,7 +7,7 @@ with C from `semantic.semantic_matrix` (ridge λ_F). The closed form is
     B = λ_E·P·C − P·diag(ν),   ν_j = (1 + λ_E (PC)_jj) / P_jj,   then diag(B) = 0.
 
 λ_X may be negative as long as λ_X + λ_E > 0, which keeps XᵀX + (λ_X + λ_E)I positive definite.
-When d < n, the Woodbury form of the semantic inverse turns B into P·diag(a) + (P·E)·(W·diag(b))
+When d < n, the Woodbury form of the semantic inverse turns B into P·diag(a) + λ_E·(P·E)·V
 (see `l3ae_column_scales`): one n × n buffer, P's own, and O(n²d) work next to the inverse.
 """
 
@@ -87,34 +87,32 @@ def fit_l3ae(inputs: FitInputs, config: L3AEConfig) -> np.ndarray:
 
 
 def l3ae_column_scales(
-    P_diagonal: np.ndarray, Q_diagonal: np.ndarray, factors: WoodburyFactors, lambda_e: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return a and b of B = P·diag(a) + Q·diag(b), where Q = (P·E)·W (float64, length n).
+    P_diagonal: np.ndarray, R_diagonal: np.ndarray, factors: WoodburyFactors, lambda_e: float
+) -> np.ndarray:
+    """Return a of B = P·diag(a) + λ_E·R, where R = (P·E)·V (diagonals in float64, length n).
 
-    With P_F = (I − E·W)/λ_F and s_j = 1/(λ_F·diag(P_F)_j), P·C = P·diag(1 − s) + Q·diag(s), so
-    B = λ_E·P·C − P·diag(ν) gives a = λ_E(1 − s) − ν and b = λ_E·s, with
-    ν_j = (1 + λ_E (PC)_jj) / P_jj and (PC)_jj = P_jj (1 − s_j) + Q_jj s_j.
+    With C = I − diag(s) + E·V (`semantic.WoodburyFactors`), P·C = P·diag(1 − s) + R, so
+    B = λ_E·P·C − P·diag(ν) gives a = λ_E(1 − s) − ν, with ν_j = (1 + λ_E (PC)_jj) / P_jj and
+    (PC)_jj = P_jj (1 − s_j) + R_jj.
     """
-    s = 1.0 / (factors.lambda_f * factors.diagonal)
-    PC_diagonal = P_diagonal * (1.0 - s) + Q_diagonal * s
+    PC_diagonal = P_diagonal * (1.0 - factors.s) + R_diagonal
     nu = (1.0 + lambda_e * PC_diagonal) / P_diagonal
-    return lambda_e * (1.0 - s) - nu, lambda_e * s
+    return lambda_e * (1.0 - factors.s) - nu
 
 
 def _l3ae_woodbury(
     A: np.ndarray, E: np.ndarray, factors: WoodburyFactors, lambda_e: float
 ) -> np.ndarray:
-    """Compute B in A's buffer: P = A⁻¹ scaled by columns, plus the rank-d term (P·E)·W."""
+    """Compute B in A's buffer: P = A⁻¹ scaled by columns, plus the rank-d term λ_E·(P·E)·V."""
     log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I")
     P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
     log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
     PE = matmul(P, E)
     P_diagonal = np.diag(P).astype(np.float64)
-    # diag(Q) = diag((P·E)·W): row i of P·E dotted with column i of W, summed in float64.
-    Q_diagonal = np.einsum("ij,ji->i", PE, factors.W, dtype=np.float64)
-    a, b = l3ae_column_scales(P_diagonal, Q_diagonal, factors, lambda_e)
-    scale_columns(P, a)
-    add_product(P, PE, factors.W * b.astype(P.dtype)[np.newaxis, :])
+    # diag(R) = diag((P·E)·V): row i of P·E dotted with column i of V, summed in float64.
+    R_diagonal = np.einsum("ij,ji->i", PE, factors.V, dtype=np.float64)
+    scale_columns(P, l3ae_column_scales(P_diagonal, R_diagonal, factors, lambda_e))
+    add_product(P, PE, factors.V, lambda_e)
     np.fill_diagonal(P, 0.0)
     return P
 

@@ -229,8 +229,7 @@ def _mirror_lower(M: np.ndarray) -> None:
     """Copy the lower triangle of square M onto its upper triangle, one square tile at a time.
 
     A transposed copy reads one of its two sides across rows; square tiles keep both sides in
-    cache, which makes the copy about three times faster than one of whole rows. Each task fills
-    one row of tiles.
+    cache. Each task of the sweep fills one row of tiles.
     """
     n = M.shape[0]
     tile = block_size(n, MIRROR_TILE)

@@ -23,12 +23,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WoodburyFactors:
-    """P_F = (I − E · W) / λ_F with W = (EᵀE + λ_F I)⁻¹ Eᵀ, and the diagonal of P_F."""
+    """C = I − diag(s) + E·V, the semantic matrix in the Woodbury form of its inverse.
 
-    W: np.ndarray
-    """(EᵀE + λ_F I)⁻¹ Eᵀ, shape d × n."""
-    diagonal: np.ndarray
-    """diag(P_F), length n."""
+    With W = (EᵀE + λ_F I)⁻¹Eᵀ (d × n), P_F = (EEᵀ + λ_F I)⁻¹ = (I − E·W)/λ_F, so
+    C = I − P_F·diag(1/diag(P_F)) = I − diag(s) + E·W·diag(s) with s_j = 1/(λ_F·diag(P_F)_j).
+    Off the diagonal C_ij = (E·V)_ij; on it the two terms cancel, so C_jj = 0.
+    """
+
+    V: np.ndarray
+    """W·diag(s), shape d × n, in the dtype of E."""
+    s: np.ndarray
+    """s_j = 1/(λ_F·diag(P_F)_j) = 1/(1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j), float64, length n."""
     lambda_f: float
 
 
@@ -42,11 +47,11 @@ WOODBURY_CHUNK = 1024
 
 
 def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
-    """Compute the low-rank form of P_F = (EEᵀ + λ_F I)⁻¹ in O(n·d²).
+    """Compute the factors V and s of C = I − diag(s) + E·V in O(n·d²).
 
-    With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), W = K·Eᵀ, and diag(E·W)_i is row i of E dotted
-    with column i of W. Both products run in float64 on chunks of rows of E, so no float64 copy
-    of E or W is made; W is kept in the dtype of E.
+    With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), column j of W = K·Eᵀ is K·e_j and
+    s_j = 1/(1 − e_jᵀK·e_j). Both products run in float64 on chunks of rows of E, so no float64
+    copy of E or W is made; V is kept in the dtype of E.
     """
     n, d = E.shape
     chunks = [slice(start, start + WOODBURY_CHUNK) for start in range(0, n, WOODBURY_CHUNK)]
@@ -57,24 +62,19 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     add_to_diagonal(inner, lambda_f)
     K = cho_solve(cho_factor(inner, lower=True), np.eye(d))
 
-    W = np.empty((d, n), dtype=E.dtype)
-    diagonal = np.empty(n)
+    V = np.empty((d, n), dtype=E.dtype)
+    s = np.empty(n)
     for rows in chunks:
         E64 = E[rows].astype(np.float64)
-        W64 = matmul(K, E64.T)
-        diagonal[rows] = (1.0 - np.einsum("ij,ji->i", E64, W64)) / lambda_f
-        W[:, rows] = W64
-    return WoodburyFactors(W=W, diagonal=diagonal, lambda_f=lambda_f)
+        W = matmul(K, E64.T)
+        s[rows] = 1.0 / (1.0 - np.einsum("ij,ji->i", E64, W))
+        V[:, rows] = W * s[np.newaxis, rows]
+    return WoodburyFactors(V=V, s=s, lambda_f=lambda_f)
 
 
 def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray:
-    """Return C from its Woodbury factors: C_ij = (E·W)_ij / (λ_F·diag(P_F)_j) off the diagonal.
-
-    C = I − P_F·diag(1/diag(P_F)) with P_F = (I − E·W)/λ_F; the identity only touches the
-    diagonal, which is zeroed. One GEMM of O(n²d) into a single n × n buffer.
-    """
-    scale = 1.0 / (factors.lambda_f * factors.diagonal)
-    C = matmul(E, factors.W * scale.astype(factors.W.dtype)[np.newaxis, :])
+    """Return C = E·V with a zero diagonal: one GEMM of O(n²d) into a single n × n buffer."""
+    C = matmul(E, factors.V)
     np.fill_diagonal(C, 0.0)
     return C
 

@@ -112,18 +112,18 @@ def l3ae_weights_torch(
 ) -> np.ndarray:
     """Return the L3AE weights from A = XᵀX + (λ_X + λ_E)I and the Woodbury factors, on `device`.
 
-    Same formula as the NumPy route of `l3ae.fit_l3ae`: B = P·diag(a) + (P·E)·(W·diag(b)).
+    Same formula as the NumPy route of `l3ae.fit_l3ae`: B = P·diag(a) + λ_E·(P·E)·V.
     """
     from l3ae_bench.solvers.l3ae import l3ae_column_scales
 
     check_device_memory(A.shape[0], A.dtype, device, "L3AE")
     P = spd_inverse_torch(to_device(A, device), "XᵀX + (λ_X + λ_E)·I")
     PE = P @ to_device(E, device)
-    W = to_device(factors.W, device)
+    V = to_device(factors.V, device)
     P_diagonal = to_numpy(P.diagonal().double())
-    Q_diagonal = to_numpy((PE.double() * W.double().T).sum(dim=1))
-    a, b = l3ae_column_scales(P_diagonal, Q_diagonal, factors, lambda_e)
+    R_diagonal = to_numpy((PE.double() * V.double().T).sum(dim=1))
+    a = l3ae_column_scales(P_diagonal, R_diagonal, factors, lambda_e)
     P *= to_device(a, device).to(P.dtype)[None, :]
-    P.addmm_(PE, W * to_device(b, device).to(W.dtype)[None, :])
+    P.addmm_(PE, V, alpha=lambda_e)
     P.fill_diagonal_(0.0)
     return to_numpy(P)
