@@ -109,7 +109,7 @@ def test_semantic_matrix_matches_direct_formula():
         np.testing.assert_allclose(semantic_matrix(E, 0.3), direct_ease(E @ E.T, 0.3), atol=1e-9)
 
 
-def test_semantic_matrix_in_chunks_matches_direct_formula(monkeypatch):
+def test_chunked_woodbury_matches_direct_formula(monkeypatch):
     """The Woodbury factors summed over chunks of rows equal the one-piece formula."""
     monkeypatch.setattr(semantic_module, "WOODBURY_CHUNK", 3)
     E = np.random.default_rng(6).standard_normal((11, 4))
@@ -246,7 +246,7 @@ def test_gram_matches_dense_product_on_threads(monkeypatch, threads):
 
 @pytest.mark.parametrize("n", [5, 37, 1000])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_mirror_lower_copies_the_lower_triangle(n, order):
+def test_mirror_copies_lower_triangle(n, order):
     rng = np.random.default_rng(n)
     M = np.asarray(rng.standard_normal((n, n)), order=order)
     expected = np.tril(M) + np.tril(M, -1).T
@@ -263,7 +263,7 @@ def test_scale_columns_in_place():
     np.testing.assert_array_equal(M, expected)
 
 
-def test_sweep_raises_the_error_of_a_block():
+def test_sweep_raises_block_error():
     def block(start: int) -> None:
         if start == 30:
             raise ValueError("block 30 failed")

@@ -112,8 +112,8 @@ def sweep(
 def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
     """Return G = XᵀX as a dense matrix; its diagonal contains the item counts.
 
-    Each block of rows of the sparse product is written straight into its rows of G, with no
-    dense temporary, so the n × n matrix is written once. The blocks in flight on all threads
+    Each block of rows of the sparse product is zeroed and filled in place in its rows of G,
+    with no dense temporary. The blocks in flight on all threads
     together span at most n/16 rows, which bounds the sparse products as one block did alone.
     """
     started = time.perf_counter()
@@ -142,8 +142,8 @@ def zero_negligible(E: np.ndarray) -> np.ndarray:
 
     E is changed in place and returned. Such an entry changes no dot product with its row even
     at float64 precision. Left in, its products with the small entries of an inverse fall below
-    the normal float32 range, and x86 CPUs compute subnormal numbers many times slower: MiniLM
-    embeddings with two components near 1e-37 in every row made P·E three times slower.
+    the normal float32 range, where x86 CPUs compute many times slower. MiniLM embeddings with
+    two components near 1e-37 in every row made P·E three times slower.
     """
     if E.size == 0:
         return E
