@@ -284,6 +284,12 @@ def test_negligible_embedding_entries_become_zero():
     np.testing.assert_array_equal(E, original)
 
 
+def test_negligible_zeroing_skips_non_finite_rows():
+    E = np.array([[np.inf, 1e-30, 0.5], [np.nan, 1e-30, 0.5]])
+    result = linalg.zero_negligible(E.copy())
+    np.testing.assert_array_equal(result[:, 1:], E[:, 1:])
+
+
 def test_add_product_updates_in_place():
     rng = np.random.default_rng(8)
     M = rng.standard_normal((7, 7)).astype(np.float32)

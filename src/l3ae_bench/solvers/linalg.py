@@ -147,7 +147,9 @@ def zero_negligible(E: np.ndarray) -> np.ndarray:
     """
     if E.size == 0:
         return E
-    threshold = NEGLIGIBLE_RATIO * np.abs(E).max(axis=1, keepdims=True)
+    largest = np.abs(E).max(axis=1, keepdims=True)
+    # Rows with NaN or infinite values are left as they are, for the caller's checks to report.
+    threshold = np.where(np.isfinite(largest), NEGLIGIBLE_RATIO * largest, 0.0)
     negligible = np.abs(E) < threshold
     if negligible.any():
         log.debug("Set %d negligible embedding entries to zero", int(negligible.sum()))
