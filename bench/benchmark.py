@@ -346,8 +346,8 @@ def report_games(results: dict) -> list[str]:
         "",
         "Test metrics of both, which agree within 1e-4: " + ("yes." if agree else "**no**."),
         "",
-        "Beyond the inverse, an L3AE fit multiplies P by E and adds the rank-d term (P·E)·W to "
-        f"B: two products of 2n²d flops each, {4 * results['dim'] / n_items:.0%} of the "
+        "Beyond the inverse, an L3AE fit multiplies P by E and adds the rank-d term λ_E·(P·E)·V "
+        f"to B: two products of 2n²d flops each, {4 * results['dim'] / n_items:.0%} of the "
         "inverse's n³ at this n and d. It also builds G in a fresh n × n buffer, computes the "
         "Woodbury factors of the semantic side, copies potri's triangle onto the other one and "
         "scales the columns of P; the bound does none of these. So where potrf and potri already "
