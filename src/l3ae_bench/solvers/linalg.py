@@ -56,6 +56,9 @@ def check_memory(
     Solvers call this before they allocate any n × n buffer, with the largest number of such
     buffers alive at once. `available` defaults to the host memory available now; `where` names
     the memory in the message (host memory or a GPU).
+
+    NOTE: n × d buffers (E, the Woodbury factor V, P·E and the float64 chunks behind V) are not
+    counted. They are small while d ≪ n, but as d approaches n they add several n × n matrices.
     """
     needed = matrix_bytes(n_items, dtype, n_matrices)
     if available is None:
