@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from l3ae_bench.errors import SolverError
 from l3ae_bench.solvers.linalg import check_memory, gram, zero_negligible
-from l3ae_bench.solvers.semantic import WoodburyFactors, woodbury_factors
+from l3ae_bench.solvers.semantic import WoodburyFactors, woodbury_bytes, woodbury_factors
 from l3ae_bench.solvers.words import bag_of_words
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,34 @@ class FitInputs:
         return self.backend == "torch"
 
     def check_memory(
-        self, n_matrices: int, what: str, uses_gram: bool = False, torch_capable: bool = False
+        self,
+        n_matrices: int,
+        what: str,
+        uses_gram: bool = False,
+        torch_capable: bool = False,
+        extra_bytes: int = 0,
     ) -> None:
         """Check that a fit holding `n_matrices` n × n buffers at once fits in host memory.
 
         `n_matrices` counts the solver's own NumPy buffers, including its copy of G. When the fit
         reads G and G is neither built yet nor handed over (`reuse=True`), the kept G counts
         too. On the torch backend the Cholesky factor and the inverse are two more buffers,
-        because torch writes neither over its input.
+        because torch writes neither over its input. `extra_bytes` covers n × d buffers.
         """
         extra = 1 if uses_gram and self.reuse and self._gram is None else 0
         if torch_capable and self.uses_torch:
             extra += 2
-        check_memory(self.n_items, self.dtype, n_matrices + extra, what)
+        check_memory(self.n_items, self.dtype, n_matrices + extra, what, extra_bytes=extra_bytes)
+
+    def woodbury_bytes(self, lambda_f: float) -> int:
+        """Return the bytes that computing the Woodbury factors of λ_F allocates (0 when kept)."""
+        if lambda_f in self._woodbury or self.E is None:
+            return 0
+        return woodbury_bytes(*self.E.shape, self.dtype)
+
+    def rows_bytes(self, n_buffers: int) -> int:
+        """Return the bytes of `n_buffers` n × d arrays in the compute dtype."""
+        return 0 if self.E is None else n_buffers * self.E.nbytes
 
     def gram(self) -> np.ndarray:
         """Return a writable G = XᵀX in `self.dtype` that the caller may overwrite.

@@ -139,7 +139,14 @@ def fit_l3ae_additive(inputs: FitInputs, config: AdditiveConfig) -> np.ndarray:
     E = inputs.embeddings("l3ae_additive")
     woodbury = use_woodbury(E)
     # With Woodbury, α·C is added by one gemm into B; otherwise the dense C is a second buffer.
-    inputs.check_memory(1 if woodbury else 2, "L3AE-Additive", uses_gram=True, torch_capable=True)
+    extra = inputs.woodbury_bytes(config.lambda_f) if woodbury else 0
+    inputs.check_memory(
+        1 if woodbury else 2,
+        "L3AE-Additive",
+        uses_gram=True,
+        torch_capable=True,
+        extra_bytes=extra,
+    )
     B = _interaction_ease(inputs, config.lambda_x)
     B *= 1.0 - config.alpha
     if woodbury:

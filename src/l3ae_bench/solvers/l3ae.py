@@ -65,8 +65,12 @@ def fit_l3ae(inputs: FitInputs, config: L3AEConfig) -> np.ndarray:
     started = time.perf_counter()
     E = inputs.embeddings("l3ae")
     woodbury = use_woodbury(E)
-    # The Woodbury route works in P's own buffer, and the dense route also keeps C and P·C.
-    inputs.check_memory(1 if woodbury else 3, "L3AE", uses_gram=True, torch_capable=True)
+    # The Woodbury route works in P's own buffer next to V and P·E (n × d each), and the dense
+    # route also keeps C and P·C.
+    extra = inputs.woodbury_bytes(config.lambda_f) + inputs.rows_bytes(1) if woodbury else 0
+    inputs.check_memory(
+        1 if woodbury else 3, "L3AE", uses_gram=True, torch_capable=True, extra_bytes=extra
+    )
 
     log.debug("L3AE: building XᵀX + (λ_X + λ_E)·I")
     A = inputs.gram()

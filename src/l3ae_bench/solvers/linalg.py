@@ -50,17 +50,16 @@ def check_memory(
     label: str,
     available: int | None = None,
     where: str = "memory",
+    extra_bytes: int = 0,
 ) -> None:
-    """Raise `SolverError` when `n_matrices` dense n × n matrices do not fit in `available` bytes.
+    """Raise `SolverError` when a fit's buffers do not fit in `available` bytes.
 
     Solvers call this before they allocate any n × n buffer, with the largest number of such
-    buffers alive at once. `available` defaults to the host memory available now; `where` names
-    the memory in the message (host memory or a GPU).
-
-    NOTE: n × d buffers (E, the Woodbury factor V, P·E and the float64 chunks behind V) are not
-    counted. They are small while d ≪ n, but as d approaches n they add several n × n matrices.
+    buffers alive at once, plus `extra_bytes` for their n × d buffers (such as the Woodbury
+    factors and P·E). `available` defaults to the host memory available now; `where` names the
+    memory in the message (host memory or a GPU).
     """
-    needed = matrix_bytes(n_items, dtype, n_matrices)
+    needed = matrix_bytes(n_items, dtype, n_matrices) + extra_bytes
     if available is None:
         available = available_memory()
     log.debug("%s needs about %.2f GB, %.2f GB available", label, needed / 1e9, available / 1e9)
@@ -69,11 +68,13 @@ def check_memory(
         halve = "Use "
         if np.dtype(dtype) == np.float64:
             halve = "Use compute.dtype=float32 (half the memory of float64), "
+        rows = f" and {extra_bytes / 1e9:.1f} GB of n × d buffers" if extra_bytes else ""
         raise SolverError(
             f"{label} needs about {needed / 1e9:.1f} GB for {n_matrices} dense {n_items} × "
-            f"{n_items} {np.dtype(dtype).name} {matrices}, but only {available / 1e9:.1f} GB of "
-            f"{where} is available. {halve}a catalog with fewer items (about "
-            f"{_items_that_fit(available, dtype, n_matrices)} fit), or a machine with more memory."
+            f"{n_items} {np.dtype(dtype).name} {matrices}{rows}, but only "
+            f"{available / 1e9:.1f} GB of {where} is available. {halve}a catalog with fewer "
+            f"items (about {_items_that_fit(available, dtype, n_matrices)} fit), or a machine "
+            "with more memory."
         )
 
 

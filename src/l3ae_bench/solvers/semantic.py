@@ -46,6 +46,16 @@ WOODBURY_CHUNK = 1024
 """Rows of E converted to float64 at a time while computing the Woodbury factors."""
 
 
+def woodbury_bytes(n: int, d: int, dtype: np.dtype | str) -> int:
+    """Return the peak bytes `woodbury_factors` allocates: V, and its float64 temporaries.
+
+    The temporaries are three chunks of rows (E's rows in float64, W's columns and their
+    scaled copy) and four d × d matrices (EᵀE + λ_F I, its Cholesky factor, the identity and K).
+    """
+    rows = min(WOODBURY_CHUNK, n)
+    return n * d * np.dtype(dtype).itemsize + 8 * (3 * rows * d + 4 * d * d)
+
+
 def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     """Compute the factors V and s of C = I − diag(s) + E·V in O(n·d²).
 

@@ -42,7 +42,8 @@ def fit_ease_text(inputs: FitInputs, config: EASETextConfig) -> np.ndarray:
     """Return B = C, EASE on the item embeddings (n_items × n_items, zero diagonal)."""
     started = time.perf_counter()
     E = inputs.embeddings("ease_text")
-    inputs.check_memory(1, "EASE on embeddings")
+    extra = inputs.woodbury_bytes(config.lambda_f) if use_woodbury(E) else 0
+    inputs.check_memory(1, "EASE on embeddings", extra_bytes=extra)
     if use_woodbury(E):
         B = semantic_from_factors(E, inputs.woodbury(config.lambda_f, "ease_text"))
     else:
@@ -59,8 +60,9 @@ def fit_cosine(inputs: FitInputs, config: CosineConfig) -> np.ndarray:
     """Return the cosine similarities of the item embeddings with a zero diagonal."""
     started = time.perf_counter()
     E = inputs.embeddings("cosine")
-    inputs.check_memory(1, "cosine similarity")
-    norms = np.linalg.norm(E.astype(np.float64), axis=1)
+    # The unit-length copy of E is the one n × d buffer; the norms are summed in float64.
+    inputs.check_memory(1, "cosine similarity", extra_bytes=inputs.rows_bytes(1))
+    norms = np.sqrt(np.einsum("ij,ij->i", E, E, dtype=np.float64))
     scale = np.zeros_like(norms)
     np.divide(1.0, norms, out=scale, where=norms > 0)
     unit = E * scale.astype(E.dtype)[:, np.newaxis]
