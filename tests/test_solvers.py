@@ -284,6 +284,27 @@ def test_negligible_embedding_entries_become_zero():
     np.testing.assert_array_equal(E, original)
 
 
+def test_non_finite_embeddings_rejected():
+    E = np.ones((4, 2))
+    E[2, 1] = np.nan
+    with pytest.raises(SolverError, match="1 rows .* NaN or infinite .*\\[2\\]"):
+        FitInputs(sp.csr_matrix(np.eye(4, dtype=np.float32)), E)
+
+
+def test_embeddings_overflowing_float32_rejected():
+    E = np.full((4, 2), 1e39)
+    with pytest.raises(SolverError, match="4 rows .* in float32"):
+        FitInputs(sp.csr_matrix(np.eye(4, dtype=np.float32)), E)
+
+
+def test_semantic_side_rejects_lost_precision():
+    """Items orthogonal to all others, with λ_F tiny next to ‖e‖²: 1 − eᵀKe cancels."""
+    E = np.zeros((6, 5))
+    E[:5] = 1e6 * np.eye(5)
+    with pytest.raises(SolverError, match="solver.lambda_f"):
+        semantic_matrix(E, 1e-6)
+
+
 def test_negligible_zeroing_skips_non_finite_rows():
     E = np.array([[np.inf, 1e-30, 0.5], [np.nan, 1e-30, 0.5]])
     result = linalg.zero_negligible(E.copy())

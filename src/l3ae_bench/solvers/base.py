@@ -58,8 +58,11 @@ class FitInputs:
     ) -> None:
         self.X = sp.csr_matrix(X)
         self.dtype = np.dtype(dtype)
-        # A copy, so that zeroing negligible entries leaves the caller's array as it was.
-        self.E = None if E is None else zero_negligible(np.array(E, dtype=self.dtype, order="C"))
+        # A copy, so that zeroing negligible entries leaves the caller's array as it was. Values
+        # beyond the dtype's range become inf and are reported below.
+        with np.errstate(over="ignore"):
+            copied = None if E is None else np.array(E, dtype=self.dtype, order="C")
+        self.E = None if copied is None else zero_negligible(copied)
         self.item_texts = None if item_texts is None else list(item_texts)
         self.reuse = reuse
         self.backend = backend
@@ -72,6 +75,14 @@ class FitInputs:
                 f"The item embeddings have {self.E.shape[0]} rows but the interaction matrix "
                 f"has {X.shape[1]} items; both must index the same items."
             )
+        if self.E is not None:
+            bad_rows = np.flatnonzero(~np.isfinite(self.E).all(axis=1))
+            if len(bad_rows):
+                raise SolverError(
+                    f"{len(bad_rows)} rows of the item embeddings contain NaN or infinite values "
+                    f"in {self.dtype.name} (first item indices: {bad_rows[:5].tolist()}). "
+                    "Encode those items again, or fix the embeddings given to the solver."
+                )
         if self.item_texts is not None and len(self.item_texts) != X.shape[1]:
             raise SolverError(
                 f"{len(self.item_texts)} item texts were given for {X.shape[1]} items; both "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from l3ae_bench.errors import SolverError
 from l3ae_bench.solvers.linalg import add_to_diagonal, ease_from_inverse, matmul, spd_inverse
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ def use_woodbury(E: np.ndarray) -> bool:
 
 WOODBURY_CHUNK = 1024
 """Rows of E converted to float64 at a time while computing the Woodbury factors."""
+
+SMALLEST_PIVOT = 1e-10
+"""Smallest 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j accepted. Below it the subtraction has lost most of its
+float64 digits, so s_j = 1 / (1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j) would be noise."""
 
 
 def woodbury_bytes(n: int, d: int, dtype: np.dtype | str) -> int:
@@ -77,9 +82,27 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
     for rows in chunks:
         E64 = E[rows].astype(np.float64)
         W = matmul(K, E64.T)
-        s[rows] = 1.0 / (1.0 - np.einsum("ij,ji->i", E64, W))
+        pivots = 1.0 - np.einsum("ij,ji->i", E64, W)
+        _check_pivots(pivots, lambda_f)
+        s[rows] = 1.0 / pivots
         V[:, rows] = W * s[np.newaxis, rows]
     return WoodburyFactors(V=V, s=s, lambda_f=lambda_f)
+
+
+def _check_pivots(pivots: np.ndarray, lambda_f: float) -> None:
+    """Raise `SolverError` when some 1 − e_jᵀKe_j is below `SMALLEST_PIVOT` (or NaN).
+
+    Each equals λ_F·diag(P_F)_j, which is at least λ_F / (‖e_j‖² + λ_F), so it becomes this small
+    only when λ_F is tiny next to the squared norms of the embeddings.
+    """
+    bad = ~(pivots >= SMALLEST_PIVOT)
+    if bad.any():
+        raise SolverError(
+            f"The semantic side cannot be computed accurately at λ_F = {lambda_f:g}: for "
+            f"{int(bad.sum())} items, 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j is below {SMALLEST_PIVOT:g}, "
+            "so float64 keeps too few digits of it. Raise solver.lambda_f, or scale the "
+            "embeddings to unit length."
+        )
 
 
 def semantic_from_factors(E: np.ndarray, factors: WoodburyFactors) -> np.ndarray:
