@@ -287,7 +287,7 @@ def test_negligible_embedding_entries_become_zero():
 def test_non_finite_embeddings_rejected():
     E = np.ones((4, 2))
     E[2, 1] = np.nan
-    with pytest.raises(SolverError, match="1 rows .* NaN or infinite .*\\[2\\]"):
+    with pytest.raises(SolverError, match="1 row of .* NaN or infinite .*\\[2\\]"):
         FitInputs(sp.csr_matrix(np.eye(4, dtype=np.float32)), E)
 
 

@@ -78,10 +78,12 @@ class FitInputs:
         if self.E is not None:
             bad_rows = np.flatnonzero(~np.isfinite(self.E).all(axis=1))
             if len(bad_rows):
+                rows = "1 row" if len(bad_rows) == 1 else f"{len(bad_rows)} rows"
+                verb = "contains" if len(bad_rows) == 1 else "contain"
                 raise SolverError(
-                    f"{len(bad_rows)} rows of the item embeddings contain NaN or infinite values "
-                    f"in {self.dtype.name} (first item indices: {bad_rows[:5].tolist()}). "
-                    "Encode those items again, or fix the embeddings given to the solver."
+                    f"{rows} of the item embeddings {verb} NaN or infinite values in "
+                    f"{self.dtype.name} (first item indices: {bad_rows[:5].tolist()}). Encode "
+                    "those items again, or fix the embeddings given to the solver."
                 )
         if self.item_texts is not None and len(self.item_texts) != X.shape[1]:
             raise SolverError(

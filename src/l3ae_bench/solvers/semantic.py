@@ -46,7 +46,7 @@ def use_woodbury(E: np.ndarray) -> bool:
 WOODBURY_CHUNK = 1024
 """Rows of E converted to float64 at a time while computing the Woodbury factors."""
 
-SMALLEST_PIVOT = 1e-10
+MIN_PIVOT = 1e-10
 """Smallest 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j accepted. Below it the subtraction has lost most of its
 float64 digits, so s_j = 1 / (1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j) would be noise."""
 
@@ -90,16 +90,16 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
 
 
 def _check_pivots(pivots: np.ndarray, lambda_f: float) -> None:
-    """Raise `SolverError` when some 1 − e_jᵀKe_j is below `SMALLEST_PIVOT` (or NaN).
+    """Raise `SolverError` when some 1 − e_jᵀKe_j is below `MIN_PIVOT` (or NaN).
 
     Each equals λ_F·diag(P_F)_j, which is at least λ_F / (‖e_j‖² + λ_F), so it becomes this small
     only when λ_F is tiny next to the squared norms of the embeddings.
     """
-    bad = ~(pivots >= SMALLEST_PIVOT)
+    bad = ~(pivots >= MIN_PIVOT)
     if bad.any():
         raise SolverError(
             f"The semantic side cannot be computed accurately at λ_F = {lambda_f:g}: for "
-            f"{int(bad.sum())} items, 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j is below {SMALLEST_PIVOT:g}, "
+            f"{int(bad.sum())} items, 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j is below {MIN_PIVOT:g}, "
             "so float64 keeps too few digits of it. Raise solver.lambda_f, or scale the "
             "embeddings to unit length."
         )
