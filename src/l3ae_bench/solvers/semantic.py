@@ -98,8 +98,8 @@ def _check_pivots(pivots: np.ndarray, lambda_f: float) -> None:
     bad = ~(pivots >= MIN_PIVOT)
     if bad.any():
         raise SolverError(
-            f"The semantic side cannot be computed accurately at λ_F = {lambda_f:g}: for "
-            f"{int(bad.sum())} items, 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j is below {MIN_PIVOT:g}, "
+            f"The semantic side cannot be computed accurately at λ_F = {lambda_f:g}: for at "
+            f"least {int(bad.sum())} items, 1 − e_jᵀ(EᵀE + λ_F I)⁻¹e_j is below {MIN_PIVOT:g}, "
             "so float64 keeps too few digits of it. Raise solver.lambda_f, or scale the "
             "embeddings to unit length."
         )
