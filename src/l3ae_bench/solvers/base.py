@@ -58,11 +58,12 @@ class FitInputs:
     ) -> None:
         self.X = sp.csr_matrix(X)
         self.dtype = np.dtype(dtype)
-        # A copy, so that zeroing negligible entries leaves the caller's array as it was. Values
-        # beyond the dtype's range become inf and are reported below.
-        with np.errstate(over="ignore"):
-            copied = None if E is None else np.array(E, dtype=self.dtype, order="C")
-        self.E = None if copied is None else zero_negligible(copied)
+        self.E = None
+        if E is not None:
+            # A copy, so that zeroing negligible entries leaves the caller's array as it was.
+            # Values beyond the dtype's range become inf and are reported below.
+            with np.errstate(over="ignore"):
+                self.E = zero_negligible(np.array(E, dtype=self.dtype, order="C"))
         self.item_texts = None if item_texts is None else list(item_texts)
         self.reuse = reuse
         self.backend = backend

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
@@ -117,22 +117,16 @@ def gram(X: sp.csr_matrix, dtype: np.dtype) -> np.ndarray:
     """Return G = XᵀX as a dense matrix; its diagonal contains the item counts.
 
     Each block of rows of the sparse product is zeroed and filled in place in its rows of G,
-    with no dense temporary. The blocks in flight on all threads
-    together span at most n/16 rows, which bounds the sparse products as one block did alone.
+    with no dense temporary.
     """
     started = time.perf_counter()
     n = X.shape[1]
     G = np.empty((n, n), dtype=dtype)
-    Xt = sp.csr_matrix(X.T, dtype=dtype)
-    X = sp.csr_matrix(X, dtype=dtype)
-    threads = sweep_threads()
-    block = max(1, block_size(n) // threads)
 
-    def rows(start: int) -> None:
-        stop = min(start + block, n)
-        sp.csr_matrix(Xt[start:stop] @ X).toarray(out=G[start:stop])
+    def fill(start: int, stop: int, part: sp.csr_matrix) -> None:
+        part.toarray(out=G[start:stop])
 
-    sweep(rows, range(0, n, block), threads)
+    _sweep_sparse_gram(X, G.dtype, fill)
     log.debug("Built the %d × %d Gram matrix in %.2fs", n, n, time.perf_counter() - started)
     return G
 
@@ -151,10 +145,11 @@ def zero_negligible(E: np.ndarray) -> np.ndarray:
     """
     if E.size == 0:
         return E
-    largest = np.abs(E).max(axis=1, keepdims=True)
+    magnitude = np.abs(E)
+    largest = magnitude.max(axis=1, keepdims=True)
     # Rows with NaN or infinite values are left as they are, for the caller's checks to report.
     threshold = np.where(np.isfinite(largest), NEGLIGIBLE_RATIO * largest, 0.0)
-    negligible = np.abs(E) < threshold
+    negligible = magnitude < threshold
     if negligible.any():
         log.debug("Set %d negligible embedding entries to zero", int(negligible.sum()))
         E[negligible] = 0.0
@@ -227,14 +222,14 @@ def block_size(n: int, largest: int = 1024) -> int:
 
 
 MIRROR_TILE = 256
-"""Largest side of the square tiles `_mirror_lower` copies; two float32 tiles of this side fit in
-a core's L2 cache."""
+"""Largest side of the square tiles `_mirror_lower` copies. Two float32 tiles of this side take
+512 KiB, which fits the L2 cache of a Skylake-X core (1 MiB)."""
 
 
 def _mirror_lower(M: np.ndarray) -> None:
     """Copy the lower triangle of square M onto its upper triangle, one square tile at a time.
 
-    A transposed copy reads one of its two sides across rows; square tiles keep both sides in
+    A transposed copy reads one of its two sides across rows, so square tiles keep both sides in
     cache. Each task of the sweep fills one row of tiles.
     """
     n = M.shape[0]
@@ -315,28 +310,36 @@ def zero_diagonal(M: np.ndarray) -> np.ndarray:
 
 def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
     """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M."""
-    for start, stop, part in _sparse_gram_blocks(F, M.dtype):
+
+    def add(start: int, stop: int, part: sp.csr_matrix) -> None:
         if alpha != 1.0:
             part.data *= alpha
         M[start:stop] += part.toarray()
+
+    _sweep_sparse_gram(F, M.dtype, add)
     return M
 
 
-def _sparse_gram_blocks(
-    F: sp.spmatrix, dtype: np.dtype
-) -> Iterator[tuple[int, int, sp.csr_matrix]]:
-    """Yield FᵀF of a sparse F (rows × n) as sparse blocks of rows: (start, stop, rows).
+def _sweep_sparse_gram(
+    F: sp.spmatrix, dtype: np.dtype, consume: Callable[[int, int, sp.csr_matrix], None]
+) -> None:
+    """Call consume(start, stop, rows) for FᵀF of a sparse F (rows × n), by blocks of rows.
 
-    The sparse product then never has more than block × n entries, however dense FᵀF is, and
-    each block fills contiguous rows of a C-ordered n × n matrix.
+    The blocks run on `sweep_threads()` threads, and those in flight together span at most
+    n/16 rows. So the sparse products never hold more than n/16 × n entries, however dense FᵀF
+    is, and each block fills contiguous rows of a C-ordered n × n matrix.
     """
     Ft = sp.csr_matrix(F.T, dtype=dtype)
     F = sp.csr_matrix(F, dtype=dtype)
     n = F.shape[1]
-    block = block_size(n)
-    for start in range(0, n, block):
+    threads = sweep_threads()
+    block = max(1, block_size(n) // threads)
+
+    def rows(start: int) -> None:
         stop = min(start + block, n)
-        yield start, stop, sp.csr_matrix(Ft[start:stop] @ F)
+        consume(start, stop, sp.csr_matrix(Ft[start:stop] @ F))
+
+    sweep(rows, range(0, n, block), threads)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

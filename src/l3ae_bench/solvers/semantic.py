@@ -28,7 +28,7 @@ class WoodburyFactors:
 
     With W = (EᵀE + λ_F I)⁻¹Eᵀ (d × n), P_F = (EEᵀ + λ_F I)⁻¹ = (I − E·W)/λ_F, so
     C = I − P_F·diag(1/diag(P_F)) = I − diag(s) + E·W·diag(s) with s_j = 1/(λ_F·diag(P_F)_j).
-    Off the diagonal C_ij = (E·V)_ij; on it the two terms cancel, so C_jj = 0.
+    Off the diagonal C_ij = (E·V)_ij. On the diagonal the two terms cancel, so C_jj = 0.
     """
 
     V: np.ndarray
@@ -66,7 +66,7 @@ def woodbury_factors(E: np.ndarray, lambda_f: float) -> WoodburyFactors:
 
     With K = (EᵀE + λ_F I)⁻¹ (d × d, symmetric), column j of W = K·Eᵀ is K·e_j and
     s_j = 1/(1 − e_jᵀK·e_j). Both products run in float64 on chunks of rows of E, so no float64
-    copy of E or W is made; V is kept in the dtype of E.
+    copy of E or W is made. V is kept in the dtype of E.
     """
     n, d = E.shape
     chunks = [slice(start, start + WOODBURY_CHUNK) for start in range(0, n, WOODBURY_CHUNK)]

@@ -42,9 +42,10 @@ def fit_ease_text(inputs: FitInputs, config: EASETextConfig) -> np.ndarray:
     """Return B = C, EASE on the item embeddings (n_items × n_items, zero diagonal)."""
     started = time.perf_counter()
     E = inputs.embeddings("ease_text")
-    extra = inputs.woodbury_bytes(config.lambda_f) if use_woodbury(E) else 0
+    woodbury = use_woodbury(E)
+    extra = inputs.woodbury_bytes(config.lambda_f) if woodbury else 0
     inputs.check_memory(1, "EASE on embeddings", extra_bytes=extra)
-    if use_woodbury(E):
+    if woodbury:
         B = semantic_from_factors(E, inputs.woodbury(config.lambda_f, "ease_text"))
     else:
         B = semantic_matrix(E, config.lambda_f)
@@ -60,7 +61,8 @@ def fit_cosine(inputs: FitInputs, config: CosineConfig) -> np.ndarray:
     """Return the cosine similarities of the item embeddings with a zero diagonal."""
     started = time.perf_counter()
     E = inputs.embeddings("cosine")
-    # The unit-length copy of E is the one n × d buffer; the norms are summed in float64.
+    # The unit-length copy of E is the only n × d buffer, because the norms are summed in
+    # float64 without a float64 copy of E.
     inputs.check_memory(1, "cosine similarity", extra_bytes=inputs.rows_bytes(1))
     norms = np.sqrt(np.einsum("ij,ij->i", E, E, dtype=np.float64))
     scale = np.zeros_like(norms)
