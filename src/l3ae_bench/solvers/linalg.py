@@ -309,30 +309,38 @@ def zero_diagonal(M: np.ndarray) -> np.ndarray:
 
 
 def add_sparse_gram(M: np.ndarray, F: sp.spmatrix, alpha: float) -> np.ndarray:
-    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M."""
+    """Add alpha · FᵀF to the dense C-contiguous n × n matrix M in place and return M.
+
+    Each block adds through a dense temporary of its rows, so the blocks run on one thread and
+    only one such temporary is alive at a time.
+    """
 
     def add(start: int, stop: int, part: sp.csr_matrix) -> None:
         if alpha != 1.0:
             part.data *= alpha
         M[start:stop] += part.toarray()
 
-    _sweep_sparse_gram(F, M.dtype, add)
+    _sweep_sparse_gram(F, M.dtype, add, threads=1)
     return M
 
 
 def _sweep_sparse_gram(
-    F: sp.spmatrix, dtype: np.dtype, consume: Callable[[int, int, sp.csr_matrix], None]
+    F: sp.spmatrix,
+    dtype: np.dtype,
+    consume: Callable[[int, int, sp.csr_matrix], None],
+    threads: int | None = None,
 ) -> None:
     """Call consume(start, stop, rows) for FᵀF of a sparse F (rows × n), by blocks of rows.
 
-    The blocks run on `sweep_threads()` threads, and those in flight together span at most
-    n/16 rows. So the sparse products never hold more than n/16 × n entries, however dense FᵀF
-    is, and each block fills contiguous rows of a C-ordered n × n matrix.
+    The blocks run on `threads` threads (default `sweep_threads()`), and those in flight
+    together span at most n/16 rows. So the sparse products never hold more than n/16 × n
+    entries, however dense FᵀF is, and each block fills contiguous rows of a C-ordered n × n
+    matrix.
     """
     Ft = sp.csr_matrix(F.T, dtype=dtype)
     F = sp.csr_matrix(F, dtype=dtype)
     n = F.shape[1]
-    threads = sweep_threads()
+    threads = threads or sweep_threads()
     block = max(1, block_size(n) // threads)
 
     def rows(start: int) -> None:
