@@ -32,6 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# l3ae_bench sets OPENBLAS_THREAD_TIMEOUT, which OpenBLAS reads when SciPy loads it.
+import l3ae_bench  # noqa: F401
+
+# isort: split
+
 import numpy as np
 import psutil
 import scipy
@@ -92,7 +97,7 @@ def hardware() -> dict[str, str]:
         for info in threadpool_info()
         if info["user_api"] == "blas"
     ]
-    names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_THREAD_TIMEOUT")
     coretype = {name: os.environ[name] for name in names if name in os.environ}
     return {
         "CPU": model,

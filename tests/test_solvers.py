@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -321,6 +325,40 @@ def test_add_product_updates_in_place():
     np.testing.assert_allclose(M, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_add_product_takes_operands_in_any_layout(layout):
+    rng = np.random.default_rng(11)
+    M = rng.standard_normal((9, 9))
+    a, b = rng.standard_normal((9, 4)), rng.standard_normal((4, 9))
+    if layout == "F":
+        a, b = np.asfortranarray(a), np.asfortranarray(b)
+    elif layout == "strided":
+        a, b = rng.standard_normal((9, 8))[:, ::2], rng.standard_normal((8, 9))[::2]
+    expected = M + 2.0 * a @ b
+    linalg.add_product(M, a, b, 2.0)
+    np.testing.assert_allclose(M, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_symmetric_matmul_matches_numpy(dtype, order):
+    rng = np.random.default_rng(12)
+    A = rng.standard_normal((11, 11))
+    S = np.array(A + A.T, dtype=dtype, order=order)
+    b = rng.standard_normal((11, 3))
+    result = linalg.symmetric_matmul(S, b)
+    assert result.dtype == dtype
+    assert result.flags.f_contiguous
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(result, S.astype(np.float64) @ b, rtol=tolerance, atol=tolerance)
+    # A strided S and a strided b give the same product.
+    wide = np.zeros((11, 22), dtype=dtype)
+    wide[:, ::2] = S
+    result = linalg.symmetric_matmul(wide[:, ::2], b[:, ::-1])
+    expected = S.astype(np.float64) @ b[:, ::-1]
+    np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
+
+
 def test_add_gram_of_rows_keeps_symmetry():
     rng = np.random.default_rng(9)
     A = rng.standard_normal((6, 6))
@@ -367,3 +405,15 @@ def test_large_matrix_factored_on_one_thread(monkeypatch):
     S = np.diag([2.0, 3.0, 4.0])
     np.testing.assert_allclose(spd_inverse(S.copy(), "S"), np.diag([0.5, 1 / 3, 0.25]))
     assert seen == [{1}]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "24"), ("30", "30")])
+def test_import_shortens_openblas_spin_unless_set(given, expected):
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    code = "import os, l3ae_bench; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == expected

@@ -27,6 +27,7 @@ from l3ae_bench.solvers.linalg import (
     matmul,
     scale_columns,
     spd_inverse,
+    symmetric_matmul,
 )
 from l3ae_bench.solvers.semantic import WoodburyFactors, semantic_matrix, use_woodbury
 
@@ -111,10 +112,11 @@ def _l3ae_woodbury(
     log.debug("L3AE: inverting XᵀX + (λ_X + λ_E)·I")
     P = spd_inverse(A, "XᵀX + (λ_X + λ_E)·I")
     log.debug("L3AE: P·C by Woodbury in O(n²d), d=%d", E.shape[1])
-    PE = matmul(P, E)
+    PE = symmetric_matmul(P, E)
     P_diagonal = np.diag(P).astype(np.float64)
     # diag(R) = diag((P·E)·V): row i of P·E dotted with column i of V, summed in float64.
-    R_diagonal = np.einsum("ij,ji->i", PE, factors.V, dtype=np.float64)
+    # P·E is Fortran-ordered and V C-ordered, so both are read in item order.
+    R_diagonal = np.einsum("ji,ij->i", PE.T, factors.V.T, dtype=np.float64)
     scale_columns(P, l3ae_column_scales(P_diagonal, R_diagonal, factors, lambda_e))
     add_product(P, PE, factors.V, lambda_e)
     np.fill_diagonal(P, 0.0)
