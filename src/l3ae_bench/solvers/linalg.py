@@ -379,7 +379,7 @@ def symmetric_matmul(S: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     S = Sᵀ, so S's memory in either order stands for S when gemm reads it transposed, with no
     copy. OpenBLAS runs that form faster than `matmul`'s: P·E on 8,330 items and d = 384 took
-    0.16 s against 0.19 s on the machine of the benchmarks. Both operands take the dtype of S
+    0.16 s against 0.18 s on the machine of the benchmarks. Both operands take the dtype of S
     (at least float32).
     """
     dtype = np.result_type(S.dtype, np.float32)
