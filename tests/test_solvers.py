@@ -326,7 +326,7 @@ def test_add_product_updates_in_place():
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-def test_add_product_takes_operands_in_any_layout(layout):
+def test_add_product_any_layout(layout):
     rng = np.random.default_rng(11)
     M = rng.standard_normal((9, 9))
     a, b = rng.standard_normal((9, 4)), rng.standard_normal((4, 9))
@@ -408,7 +408,7 @@ def test_large_matrix_factored_on_one_thread(monkeypatch):
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "24"), ("30", "30")])
-def test_import_shortens_openblas_spin_unless_set(given, expected):
+def test_import_sets_openblas_timeout(given, expected):
     env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
     if given is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = given

@@ -3,14 +3,15 @@
 import os
 
 OPENBLAS_THREAD_TIMEOUT = "24"
-"""How long idle OpenBLAS worker threads spin before they sleep: 2^24 cycles, a few milliseconds.
+"""Spin time of idle OpenBLAS worker threads before they sleep, as a power of two of CPU cycles.
 
-OpenBLAS's own default is 2^28 cycles, about 0.1 s. The fits run threaded NumPy passes between
-their BLAS calls: building G, mirroring the inverse and scaling its columns. Spinning workers
-take the cores from these passes. Mirroring the Games inverse took 51 ms right after potri, and
-37 ms on idle cores. The calls inside potrf and potri follow each other within microseconds, so the
-shorter timeout leaves them as fast as before. OpenBLAS reads the variable when it is loaded, so
-it applies when l3ae_bench is imported before scipy.linalg; a value set by the user is kept."""
+2^24 cycles is about 6.5 ms at 2.6 GHz. With OpenBLAS's default, the workers kept spinning for
+about 0.1 s after a call, as measured by their CPU time. The fits run threaded NumPy passes
+between their BLAS calls: building G, mirroring the inverse and scaling its columns. Spinning
+workers take the cores from these passes. Mirroring an 8,330 × 8,330 matrix right after a BLAS call
+took 51 ms, and 37 ms on idle cores. The potrf + potri bound of the benchmark took the same time
+with and without this setting. OpenBLAS reads the variable when it is loaded, so it applies when
+l3ae_bench is imported before scipy.linalg. A value set by the user is kept."""
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
 

@@ -115,7 +115,7 @@ def _l3ae_woodbury(
     PE = symmetric_matmul(P, E)
     P_diagonal = np.diag(P).astype(np.float64)
     # diag(R) = diag((P·E)·V): row i of P·E dotted with column i of V, summed in float64.
-    # P·E is Fortran-ordered and V C-ordered, so both are read in item order.
+    # P·E is Fortran-ordered and V C-ordered, so einsum reads both contiguously along items.
     R_diagonal = np.einsum("ji,ij->i", PE.T, factors.V.T, dtype=np.float64)
     scale_columns(P, l3ae_column_scales(P_diagonal, R_diagonal, factors, lambda_e))
     add_product(P, PE, factors.V, lambda_e)

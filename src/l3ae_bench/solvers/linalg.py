@@ -366,8 +366,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     and SciPy's runs potrf and potri. Keeping a fit's dense products on SciPy's build too means
     one pool at a time works on the cores. Both operands take the dtype of a (at least float32).
     """
-    dtype = np.result_type(a.dtype, np.float32)
-    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    dtype, gemm = _gemm_for(a.dtype)
     # (a·b)ᵀ = bᵀ·aᵀ, and a Fortran-ordered (a·b)ᵀ is a·b in C order.
     left, trans_left = _gemm_operand(b.T.astype(dtype, copy=False))
     right, trans_right = _gemm_operand(a.T.astype(dtype, copy=False))
@@ -377,20 +376,23 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def symmetric_matmul(S: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return S @ b for a symmetric S, as a Fortran-ordered array computed by SciPy's gemm.
 
-    S = Sᵀ, so S's memory in either order stands for S when gemm reads it transposed, with no
-    copy. OpenBLAS runs that form faster than `matmul`'s: P·E on 8,330 items and d = 384 took
-    0.16 s against 0.18 s on the machine of the benchmarks. Both operands take the dtype of S
-    (at least float32).
+    Because S = Sᵀ, gemm reads S's memory in C or Fortran order as S when it transposes that
+    operand, so nothing is copied. OpenBLAS runs this form faster than `matmul`'s: measured on
+    the benchmark machine, P·E for 8,330 items and d = 384 took 0.16 s against 0.18 s. Both
+    operands take the dtype of S (at least float32).
     """
-    dtype = np.result_type(S.dtype, np.float32)
-    gemm = blas.sgemm if dtype == np.float32 else blas.dgemm
+    dtype, gemm = _gemm_for(S.dtype)
     S = S.astype(dtype, copy=False)
-    if S.flags.c_contiguous:
-        S = S.T
-    elif not S.flags.f_contiguous:
-        S = np.asfortranarray(S)
+    # A C-ordered S is the Fortran-ordered Sᵀ, which gemm's transpose flag reads back as S.
+    left = S.T if S.flags.c_contiguous else np.asfortranarray(S)
     right, trans_right = _gemm_operand(b.astype(dtype, copy=False))
-    return gemm(1.0, S, right, trans_a=1, trans_b=trans_right)
+    return gemm(1.0, left, right, trans_a=1, trans_b=trans_right)
+
+
+def _gemm_for(dtype: np.dtype) -> tuple[np.dtype, Callable]:
+    """Return the compute dtype for operands of `dtype` (at least float32) and SciPy's gemm."""
+    dtype = np.result_type(dtype, np.float32)
+    return dtype, blas.sgemm if dtype == np.float32 else blas.dgemm
 
 
 def _gemm_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
